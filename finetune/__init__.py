@@ -1,0 +1,1 @@
+"""Model loading, datasets, LoRA training and generation for steps 4–6."""

@@ -1,0 +1,43 @@
+"""The Dagster code location: every asset, its storage, and the sensor, wired for the local deployment."""
+
+from __future__ import annotations
+
+from dagster import Definitions, ExecutorDefinition, in_process_executor, load_assets_from_package_module, multiprocess_executor
+from dagster_duckdb_pandas import DuckDBPandasIOManager
+
+import assets
+from pipeline.resources import LogSource
+from pipeline.sensors import new_log_files
+from pipeline.settings import Settings
+
+
+def build_definitions(settings: Settings) -> Definitions:
+    """Each tabular asset becomes a table of `warehouse.duckdb` named after it."""
+    return Definitions(
+        assets=load_assets_from_package_module(assets),
+        sensors=[new_log_files],
+        executor=_executor(settings.executor),
+        resources={
+            "io_manager": DuckDBPandasIOManager(database=settings.warehouse, schema="main"),
+            "logs": LogSource(
+                home=str(settings.home),
+                logs_dir=str(settings.logs_dir or ""),
+                max_line_bytes=settings.max_line_bytes,
+                first_day=settings.first_day.isoformat(),
+            ),
+        },
+    )
+
+
+def _executor(name: str) -> ExecutorDefinition:
+    if name == "k8s":  # production: every step in its own pod (needs the `production` extra)
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    executors = {"multiprocess": multiprocess_executor, "in_process": in_process_executor}
+    if name not in executors:
+        raise ValueError(f"SLM_EXECUTOR={name!r}: expected one of multiprocess, in_process, k8s")
+    return executors[name]
+
+
+defs = build_definitions(Settings.from_env())

@@ -1,0 +1,52 @@
+"""Dagster resources: the log folder the pipeline reads from."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, datetime
+from pathlib import Path
+
+from dagster import ConfigurableResource
+
+from pipeline.collect import Collection, LogFile, assemble, find_log_files, read_log_file
+from pipeline.demo import write_demo_logs
+
+
+class LogSource(ConfigurableResource):
+    """The agent's log files (`SLM_LOGS_DIR`), read through a parse cache in `SLM_HOME` keyed by content hash."""
+
+    home: str
+    logs_dir: str = ""  # empty: the demo logs in SLM_HOME, written on first use
+    max_line_bytes: int = 4 * 1024 * 1024
+    first_day: str = "2024-01-01"  # the first daily partition: earlier calls are quarantined
+
+    def folder(self) -> Path:
+        if self.logs_dir:
+            return Path(self.logs_dir)
+        demo = Path(self.home) / "demo-logs"
+        if not demo.exists():
+            partial = demo.with_name("demo-logs.partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            write_demo_logs(partial)
+            partial.rename(demo)
+        return demo
+
+    def files(self) -> list[LogFile]:
+        return find_log_files(self.folder(), self._cache_dir)
+
+    def collect(
+        self,
+        files: list[LogFile] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Collection:
+        """Calls and quarantined records from `files` (default: all) whose call time is in [start, end)."""
+        files = self.files() if files is None else files
+        reads = [read_log_file(f, self._cache_dir, self.max_line_bytes) for f in files]
+        collection = assemble(files, [parse for parse, _ in reads], start, end, date.fromisoformat(self.first_day))
+        collection.stats.files_parsed = sum(parsed_now for _, parsed_now in reads)
+        return collection
+
+    @property
+    def _cache_dir(self) -> Path:
+        return Path(self.home) / "cache" / "collect"

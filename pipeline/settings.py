@@ -1,0 +1,34 @@
+"""Where the pipeline reads and writes (the storage contract in the README), taken from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path  # SLM_HOME: everything the pipeline writes
+    logs_dir: Path | None  # SLM_LOGS_DIR: the agent's log files; None means the demo logs
+    first_day: date  # SLM_FIRST_DAY: the first daily partition
+    max_line_bytes: int  # SLM_MAX_LINE_BYTES: a longer log line is quarantined
+    warehouse_url: str = ""  # SLM_WAREHOUSE: a DuckDB path or MotherDuck `md:` URL; default SLM_HOME/warehouse.duckdb
+    executor: str = "multiprocess"  # SLM_EXECUTOR: multiprocess, in_process, or k8s (a pod per step)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        logs = os.environ.get("SLM_LOGS_DIR")
+        return cls(
+            home=Path(os.environ.get("SLM_HOME", ".slm")).resolve(),
+            logs_dir=Path(logs).resolve() if logs else None,
+            first_day=date.fromisoformat(os.environ.get("SLM_FIRST_DAY", "2024-01-01")),
+            max_line_bytes=int(os.environ.get("SLM_MAX_LINE_BYTES", 4 * 1024 * 1024)),
+            warehouse_url=os.environ.get("SLM_WAREHOUSE", ""),
+            executor=os.environ.get("SLM_EXECUTOR", "multiprocess"),
+        )
+
+    @property
+    def warehouse(self) -> str:
+        return self.warehouse_url or str(self.home / "warehouse.duckdb")

@@ -1,0 +1,118 @@
+"""The collect step through Dagster: real materializations into DuckDB, and the new-logs sensor."""
+
+import importlib
+import json
+from datetime import date
+from pathlib import Path
+
+import duckdb
+from dagster import DagsterInstance, build_sensor_context
+from dagster._config import process_config
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from pipeline.definitions import build_definitions
+from pipeline.resources import LogSource
+from pipeline.sensors import new_log_files
+from pipeline.settings import Settings
+
+DAY = 86400
+NOV_4 = 1762300000  # 2025-11-04 23:46:40 UTC
+
+
+def record(user: str, reply: str, timestamp: int) -> str:
+    return json.dumps(
+        {
+            "timestamp": timestamp,
+            "request": {"model": "gpt-4o", "messages": [{"role": "user", "content": user}]},
+            "response": {"model": "gpt-4o", "choices": [{"message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}]},
+        }
+    )
+
+
+def settings_for(tmp_path: Path) -> Settings:
+    (tmp_path / "logs").mkdir(exist_ok=True)
+    return Settings(home=tmp_path / "home", logs_dir=tmp_path / "logs", first_day=date(2024, 1, 1), max_line_bytes=100_000)
+
+
+def materialize_days(settings: Settings, first: str, last: str):
+    defs = build_definitions(settings)
+    tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+    with DagsterInstance.ephemeral() as instance:
+        return defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance, tags=tags)
+
+
+def table(settings: Settings, sql: str) -> list[tuple]:
+    with duckdb.connect(settings.warehouse, read_only=True) as warehouse:
+        return warehouse.execute(sql).fetchall()
+
+
+def test_collect_materializes_raw_calls_and_quarantine_tables_in_the_warehouse(tmp_path):
+    settings = settings_for(tmp_path)
+    lines = [record("a", "x", NOV_4), record("a", "x", NOV_4), record("b", "y", NOV_4 + DAY), "{broken"]
+    (tmp_path / "logs" / "calls.jsonl").write_text("\n".join(lines) + "\n")
+
+    result = materialize_days(settings, "2025-11-04", "2025-11-05")
+
+    assert result.success
+    assert table(settings, "select response_text, occurrences from raw_calls order by called_at") == [("x", 2), ("y", 1)]
+    assert table(settings, "select source_line, reason from quarantine") == [(4, "malformed JSON: Expecting property name enclosed in double quotes at column 2")]
+    events = [m for m in result.get_asset_materialization_events() if m.asset_key.path == ["raw_calls"]]
+    assert sorted(e.partition for e in events) == ["2025-11-04", "2025-11-05"]
+    metadata = events[0].materialization.metadata
+    assert metadata["reconciliation"].value == "4 records = 2 kept + 1 duplicates + 1 quarantined"
+
+
+def test_materializing_a_day_again_replaces_its_rows_and_leaves_other_days(tmp_path):
+    settings = settings_for(tmp_path)
+    logs = tmp_path / "logs"
+    (logs / "day1.jsonl").write_text(record("a", "x", NOV_4) + "\n" + record("b", "y", NOV_4 + DAY) + "\n")
+    assert materialize_days(settings, "2025-11-04", "2025-11-05").success
+
+    (logs / "day2-late.jsonl").write_text(record("c", "z", NOV_4 + DAY + 60) + "\n")
+    assert materialize_days(settings, "2025-11-05", "2025-11-05").success
+
+    rows = table(settings, "select strftime(called_at, '%Y-%m-%d'), response_text from raw_calls order by called_at")
+    assert rows == [("2025-11-04", "x"), ("2025-11-05", "y"), ("2025-11-05", "z")]
+
+
+def test_sensor_asks_for_the_days_of_new_files_only_once(tmp_path):
+    settings = settings_for(tmp_path)
+    logs = tmp_path / "logs"
+    source = LogSource(home=str(settings.home), logs_dir=str(logs))
+    (logs / "a.jsonl").write_text(record("a", "x", NOV_4) + "\n" + record("b", "y", NOV_4 + 2 * DAY) + "\n")
+
+    first = new_log_files(build_sensor_context(resources={"logs": source}))
+    [request] = first.run_requests
+    assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == "2025-11-04"
+    assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == "2025-11-06"
+
+    again = new_log_files(build_sensor_context(resources={"logs": source}, cursor=first.cursor))
+    assert not getattr(again, "run_requests", None)
+
+    (logs / "b.jsonl").write_text(record("c", "z", NOV_4 + 9 * DAY) + "\n")
+    later = new_log_files(build_sensor_context(resources={"logs": source}, cursor=first.cursor))
+    [request] = later.run_requests
+    assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2025-11-13", "2025-11-13")
+
+
+def test_definitions_load_with_the_collect_assets_and_the_sensor():
+    defs = build_definitions(Settings.from_env())
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"raw_calls", "quarantine"} <= keys
+    assert defs.resolve_sensor_def("new_log_files")
+
+
+def test_production_is_one_config_away(monkeypatch):
+    """The Kubernetes executor, and an instance file with Postgres storage that Dagster's schema accepts."""
+    from dagster._core.instance.config import dagster_instance_config
+
+    monkeypatch.setenv("SLM_EXECUTOR", "k8s")
+    defs = build_definitions(Settings.from_env())
+    assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "k8s"
+    for name in ("DAGSTER_PG_HOST", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB", "SLM_IMAGE", "SLM_BUCKET"):
+        monkeypatch.setenv(name, "x")
+    config, _ = dagster_instance_config(str(Path(__file__).parents[1] / "deploy"))
+    assert "postgres" in config["storage"]
+    for section in ("run_coordinator", "run_launcher", "compute_logs"):  # the schema above does not check these
+        plugin = getattr(importlib.import_module(config[section]["module"]), config[section]["class"])
+        assert process_config(plugin.config_type(), config[section]["config"]).success, section
