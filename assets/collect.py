@@ -1,4 +1,4 @@
-"""Step 1, collect: agent log files → `raw_calls`, and what cannot be read → `quarantine`."""
+"""Step 1, collect: agent log files → `raw_calls`, and what cannot be read → `collect_rejects`."""
 
 from dagster import AssetExecutionContext, AssetOut, BackfillPolicy, Failure, Output, multi_asset
 
@@ -13,8 +13,9 @@ from pipeline.resources import LogSource
             description="One canonical row per LLM call of the agent, exact duplicates collapsed (raw: not yet scrubbed).",
             metadata={"partition_expr": "called_at"},
         ),
-        "quarantine": AssetOut(
-            description="Log records that could not become calls, with file, line, reason and a short excerpt.",
+        "collect_rejects": AssetOut(
+            description="Log records that could not become calls, with file, line, reason and a raw excerpt (step 2 "
+            "scrubs it into `quarantine`).",
             metadata={"partition_expr": "called_at"},
         ),
     },
@@ -52,6 +53,6 @@ def collect_calls(context: AssetExecutionContext, logs: LogSource):
     )
     yield Output(
         collection.quarantine,
-        "quarantine",
+        "collect_rejects",
         metadata={"quarantined": stats.quarantined, "reasons": counts_table(stats.quarantine_reasons, "reason")},
     )

@@ -169,7 +169,7 @@ def _parse_line(raw: bytes, number: int, max_line_bytes: int, last_time: datetim
     try:
         record = json.loads(text)
     except json.JSONDecodeError as error:
-        parse.quarantine.append(_quarantine_row(number, f"malformed JSON: {error.msg} at column {error.colno}", raw, last_time))
+        parse.quarantine.append(_quarantine_row(number, f"malformed JSON: {error.msg} (at character {error.pos})", raw, last_time))
         return last_time
     when = record_time(record) or last_time
     try:
@@ -226,7 +226,7 @@ def assemble(
     calls = [c for c in calls if in_window(c["called_at"])]
     quarantine = [q for q in quarantine if in_window(q["called_at"])]
 
-    frame = _frame(calls, CALL_COLUMNS | {"day": "string"})
+    frame = typed_frame(calls, CALL_COLUMNS | {"day": "string"})
     stats.records = len(frame) + len(quarantine)
     if len(frame):
         frame = frame.sort_values(["called_at", "source_file", "source_line", "turn"], kind="stable")
@@ -239,7 +239,7 @@ def assemble(
     stats.quarantined = len(quarantine)
     stats.formats = {str(k): int(v) for k, v in frame["format"].value_counts().items()}
     stats.quarantine_reasons = _reason_counts(quarantine)
-    return Collection(frame, _frame(quarantine, QUARANTINE_COLUMNS), stats)
+    return Collection(frame, typed_frame(quarantine, QUARANTINE_COLUMNS), stats)
 
 
 def _call_row(row: dict, file: LogFile, when: datetime | None) -> dict:
@@ -271,7 +271,8 @@ def _reason_counts(quarantine: list[dict]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
-def _frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+def typed_frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+    """Rows as a frame with fixed column types, so even an empty one makes a well-typed DuckDB table."""
     return pd.DataFrame(rows, columns=list(columns)).astype(columns)
 
 

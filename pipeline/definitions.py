@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import yaml
 from dagster import Definitions, ExecutorDefinition, in_process_executor, load_assets_from_package_module, multiprocess_executor
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 import assets
-from pipeline.resources import LogSource
+from pipeline.resources import LogSource, PiiScrubber
 from pipeline.sensors import new_log_files
 from pipeline.settings import Settings
+from pipeline.warehouse import WarehouseIOManager
 
 
 def build_definitions(settings: Settings) -> Definitions:
@@ -18,14 +19,25 @@ def build_definitions(settings: Settings) -> Definitions:
         sensors=[new_log_files],
         executor=_executor(settings.executor),
         resources={
-            "io_manager": DuckDBPandasIOManager(database=settings.warehouse, schema="main"),
+            "io_manager": WarehouseIOManager(database=settings.warehouse, schema="main"),
             "logs": LogSource(
                 home=str(settings.home),
                 logs_dir=str(settings.logs_dir or ""),
                 max_line_bytes=settings.max_line_bytes,
                 first_day=settings.first_day.isoformat(),
             ),
+            "scrubber": _scrubber(settings),
         },
+    )
+
+
+def _scrubber(settings: Settings) -> PiiScrubber:
+    lists = yaml.safe_load(settings.scrub_config.read_text()) if settings.scrub_config else {}
+    return PiiScrubber(
+        processes=settings.scrub_processes,
+        scope=settings.scrub_scope,
+        deny_lists=lists.get("deny_lists") or {},
+        patterns=lists.get("patterns") or {},
     )
 
 

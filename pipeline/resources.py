@@ -1,4 +1,4 @@
-"""Dagster resources: the log folder the pipeline reads from."""
+"""Dagster resources: the log folder the pipeline reads from, and how it scrubs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dagster import ConfigurableResource
 
 from pipeline.collect import Collection, LogFile, assemble, find_log_files, read_log_file
 from pipeline.demo import write_demo_logs
+from pipeline.scrub import ScrubConfig
 
 
 class LogSource(ConfigurableResource):
@@ -50,3 +51,26 @@ class LogSource(ConfigurableResource):
     @property
     def _cache_dir(self) -> Path:
         return Path(self.home) / "cache" / "collect"
+
+
+class PiiScrubber(ConfigurableResource):
+    """How step 2 scrubs: worker processes, limits, placeholder scope, and per-deployment deny-lists and patterns."""
+
+    processes: int = 2  # 0: in the run's own process
+    batch_size: int = 64
+    max_text_chars: int = 100_000
+    timeout_s: float = 300.0
+    scope: str = "call"  # or "session"
+    deny_lists: dict[str, list[str]] = {}  # entity type -> values (user ids, names) always removed
+    patterns: dict[str, list[str]] = {}  # entity type -> regexes (account numbers) always removed
+
+    def config(self) -> ScrubConfig:
+        return ScrubConfig(
+            processes=self.processes,
+            batch_size=self.batch_size,
+            max_text_chars=self.max_text_chars,
+            timeout_s=self.timeout_s,
+            scope=self.scope,
+            deny_lists=dict(self.deny_lists),
+            patterns=dict(self.patterns),
+        )

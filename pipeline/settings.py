@@ -16,6 +16,9 @@ class Settings:
     max_line_bytes: int  # SLM_MAX_LINE_BYTES: a longer log line is quarantined
     warehouse_url: str = ""  # SLM_WAREHOUSE: a DuckDB path or MotherDuck `md:` URL; default SLM_HOME/warehouse.duckdb
     executor: str = "multiprocess"  # SLM_EXECUTOR: multiprocess, in_process, or k8s (a pod per step)
+    scrub_processes: int = 2  # SLM_SCRUB_PROCESSES: Presidio worker processes (0: in the run's process)
+    scrub_scope: str = "call"  # SLM_SCRUB_SCOPE: placeholders consistent per "call" or per "session"
+    scrub_config: Path | None = None  # SLM_SCRUB_CONFIG: YAML with `deny_lists` and `patterns` per entity type
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -27,6 +30,9 @@ class Settings:
             max_line_bytes=int(os.environ.get("SLM_MAX_LINE_BYTES", 4 * 1024 * 1024)),
             warehouse_url=os.environ.get("SLM_WAREHOUSE", ""),
             executor=os.environ.get("SLM_EXECUTOR", "multiprocess"),
+            scrub_processes=int(os.environ.get("SLM_SCRUB_PROCESSES", 2)),
+            scrub_scope=os.environ.get("SLM_SCRUB_SCOPE", "call"),
+            scrub_config=Path(os.environ["SLM_SCRUB_CONFIG"]) if os.environ.get("SLM_SCRUB_CONFIG") else None,
         )
 
     @property

@@ -31,7 +31,9 @@ def record(user: str, reply: str, timestamp: int) -> str:
 
 def settings_for(tmp_path: Path) -> Settings:
     (tmp_path / "logs").mkdir(exist_ok=True)
-    return Settings(home=tmp_path / "home", logs_dir=tmp_path / "logs", first_day=date(2024, 1, 1), max_line_bytes=100_000)
+    return Settings(
+        home=tmp_path / "home", logs_dir=tmp_path / "logs", first_day=date(2024, 1, 1), max_line_bytes=100_000, scrub_processes=0
+    )
 
 
 def materialize_days(settings: Settings, first: str, last: str):
@@ -46,16 +48,24 @@ def table(settings: Settings, sql: str) -> list[tuple]:
         return warehouse.execute(sql).fetchall()
 
 
-def test_collect_materializes_raw_calls_and_quarantine_tables_in_the_warehouse(tmp_path):
+def test_collect_and_scrub_materialize_their_tables_in_the_warehouse(tmp_path):
     settings = settings_for(tmp_path)
-    lines = [record("a", "x", NOV_4), record("a", "x", NOV_4), record("b", "y", NOV_4 + DAY), "{broken"]
+    email = "my address is jane.doe@example.com"
+    lines = [record(email, "x", NOV_4), record(email, "x", NOV_4), record("b", "y", NOV_4 + DAY), '{"broken": "jane.doe@example.com"']
     (tmp_path / "logs" / "calls.jsonl").write_text("\n".join(lines) + "\n")
 
     result = materialize_days(settings, "2025-11-04", "2025-11-05")
 
     assert result.success
     assert table(settings, "select response_text, occurrences from raw_calls order by called_at") == [("x", 2), ("y", 1)]
-    assert table(settings, "select source_line, reason from quarantine") == [(4, "malformed JSON: Expecting property name enclosed in double quotes at column 2")]
+    assert table(settings, "select json_extract_string(messages, '$[0].content') from clean_calls order by called_at") == [
+        ("my address is <EMAIL_ADDRESS_1>",),
+        ("b",),
+    ]
+    assert table(settings, "select entity_type, count from pii_audit") == [("EMAIL_ADDRESS", 1)]
+    [(step, line, reason, excerpt)] = table(settings, "select step, source_line, reason, excerpt from quarantine")
+    assert (step, line, reason) == ("collect", 4, "malformed JSON: Expecting ',' delimiter (at character 34)")
+    assert "jane.doe" not in excerpt and "<EMAIL_ADDRESS_1>" in excerpt
     events = [m for m in result.get_asset_materialization_events() if m.asset_key.path == ["raw_calls"]]
     assert sorted(e.partition for e in events) == ["2025-11-04", "2025-11-05"]
     metadata = events[0].materialization.metadata
@@ -98,7 +108,7 @@ def test_sensor_asks_for_the_days_of_new_files_only_once(tmp_path):
 def test_definitions_load_with_the_collect_assets_and_the_sensor():
     defs = build_definitions(Settings.from_env())
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert {"raw_calls", "quarantine"} <= keys
+    assert {"raw_calls", "collect_rejects", "clean_calls", "pii_audit", "quarantine"} <= keys
     assert defs.resolve_sensor_def("new_log_files")
 
 

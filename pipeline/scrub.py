@@ -1,0 +1,374 @@
+"""Step 2, scrub: remove PII and secrets from every text a call carries, failing closed.
+
+Agent logs repeat the same system prompt, tool definitions and tool results call after call, so each distinct
+text is analyzed once, in spaCy batches, in worker processes. The findings then become placeholders call by call:
+within a call (or a session) the same value is always the same `<PERSON_1>`, so a model fine-tuned on the calls
+learns to carry placeholders through. No mapping back to raw values is kept.
+
+A call any of whose texts could not be analyzed (an error, a time-out, over the size limit) never reaches
+`clean_calls`: it is quarantined with the reason, and raw = clean + quarantined.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+from presidio_analyzer import RecognizerResult
+from presidio_anonymizer import AnonymizerEngine
+from presidio_anonymizer.entities import OperatorConfig
+from presidio_anonymizer.operators import Operator, OperatorType
+
+from pipeline.collect import CALL_COLUMNS, QUARANTINE_COLUMNS, typed_frame
+
+# Schema words of tool definitions: never personal data, and scrubbing them would break the schema.
+SCHEMA_KEYS = frozenset({"type", "name", "required", "format"})
+MIN_DIGITS_TO_SCAN = 6  # numbers this long in JSON (a card or phone stored as a number) are scanned as text
+
+Finding = tuple[str, int, int, float, str]  # entity type, start, end, score, recognizer
+
+CLEAN_COLUMNS = {name: dtype for name, dtype in CALL_COLUMNS.items() if name != "content_hash"} | {"pii_findings": "int64"}
+AUDIT_COLUMNS = {"call_id": "string", "called_at": "datetime64[us]", "entity_type": "string", "recognizer": "string", "count": "int64"}
+
+
+class TextAnalyzer(Protocol):
+    def analyze(self, texts: list[str]) -> list[list[Finding] | str]:
+        """Per text, its findings, or the reason it could not be analyzed."""
+
+Progress = Callable[[int, int], None]  # texts done, texts in all
+
+
+@dataclass(frozen=True)
+class ScrubConfig:
+    processes: int = 2  # worker processes; 0 analyzes in this process (no time-out then)
+    batch_size: int = 64  # texts per spaCy batch
+    max_text_chars: int = 100_000  # a longer text is not analyzed: its call is quarantined
+    timeout_s: float = 300.0  # for one chunk of `batch_size` texts in a worker
+    scope: str = "call"  # placeholders consistent per "call" or per "session"
+    deny_lists: dict[str, list[str]] = field(default_factory=dict)  # entity type -> values to always remove
+    patterns: dict[str, list[str]] = field(default_factory=dict)  # entity type -> regexes to always remove
+
+
+@dataclass
+class ScrubStats:
+    calls: int = 0
+    clean: int = 0
+    quarantined: int = 0
+    texts: int = 0
+    distinct_texts: int = 0
+    seconds: float = 0.0
+    entities: dict[str, int] = field(default_factory=dict)
+    recognizers: dict[str, int] = field(default_factory=dict)
+
+    def reconciles(self) -> bool:
+        return self.calls == self.clean + self.quarantined
+
+
+@dataclass
+class Scrubbed:
+    clean_calls: pd.DataFrame
+    pii_audit: pd.DataFrame
+    rejects: pd.DataFrame
+    stats: ScrubStats
+
+
+def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubConfig = ScrubConfig()) -> Scrubbed:
+    """Scrub every text of every call; calls that cannot be scrubbed go to the rejects, with the reason."""
+    started = time.perf_counter()
+    calls = raw_calls.to_dict("records")
+    texts_per_call = [_call_texts(call) for call in calls]
+    distinct = list(dict.fromkeys(t for texts in texts_per_call for t in texts))
+    findings = _analyze_within_limits(distinct, analyzer, config.max_text_chars)
+
+    anonymizer = AnonymizerEngine()
+    anonymizer.add_anonymizer(_Pseudonym)
+    sessions: dict[str, dict] = {}
+    stats = ScrubStats(calls=len(calls), texts=sum(map(len, texts_per_call)), distinct_texts=len(distinct))
+    clean, audit, rejects = [], [], []
+    for call, texts in zip(calls, texts_per_call):
+        failures = sorted({findings[t] for t in texts if isinstance(findings[t], str)})
+        if failures:
+            rejects.append(_reject(call, "; ".join(failures)))
+            continue
+        scope_key = call["session_id"] if config.scope == "session" and not pd.isna(call["session_id"]) else None
+        mapping = sessions.setdefault(scope_key, {}) if scope_key else {}
+        counts: Counter = Counter()
+
+        def pseudonymize(text: str) -> str:
+            results = findings[text]
+            counts.update((kind, recognizer) for kind, _, _, _, recognizer in results)
+            if not results:
+                return text
+            return _pseudonymize(anonymizer, text, results, mapping)
+
+        try:
+            scrubbed = _map_call(call, pseudonymize)
+        except Exception as error:  # fail closed: whatever went wrong, this call does not go on
+            rejects.append(_reject(call, f"scrub failed: {type(error).__name__}: {error}"))
+            continue
+        scrubbed["session_id"] = _pseudonymous_id(call["session_id"])
+        scrubbed["pii_findings"] = sum(counts.values())
+        clean.append(scrubbed)
+        audit += [
+            {"call_id": call["call_id"], "called_at": call["called_at"], "entity_type": k, "recognizer": r, "count": n}
+            for (k, r), n in sorted(counts.items())
+        ]
+    stats.clean, stats.quarantined = len(clean), len(rejects)
+    stats.entities = _totals(audit, "entity_type")
+    stats.recognizers = _totals(audit, "recognizer")
+    stats.seconds = time.perf_counter() - started
+    return Scrubbed(
+        typed_frame(clean, CLEAN_COLUMNS), typed_frame(audit, AUDIT_COLUMNS), typed_frame(rejects, QUARANTINE_COLUMNS), stats
+    )
+
+
+def scrub_texts(texts: list[str], analyzer: TextAnalyzer) -> list[str | None]:
+    """Each text scrubbed on its own (placeholders numbered per text); None where it could not be scrubbed."""
+    findings = analyzer.analyze(texts)
+    anonymizer = AnonymizerEngine()
+    anonymizer.add_anonymizer(_Pseudonym)
+    scrubbed = []
+    for text, found in zip(texts, findings):
+        if isinstance(found, str):
+            scrubbed.append(None)
+            continue
+        scrubbed.append(_pseudonymize(anonymizer, text, found, {}) if found else text)
+    return scrubbed
+
+
+# --- analyzers -----------------------------------------------------------------------------------
+
+
+class LocalAnalyzer:
+    """Presidio in this process: for tests and small runs (no time-out can stop a stuck text here)."""
+
+    def __init__(self, config: ScrubConfig = ScrubConfig(), progress: Progress | None = None):
+        self._config, self._progress = config, progress
+        self._engine = _batch_engine(config.deny_lists, config.patterns)
+
+    def analyze(self, texts: list[str]) -> list[list[Finding] | str]:
+        results: list[list[Finding] | str] = []
+        for chunk in _chunks(texts, self._config.batch_size):
+            results += _analyze_batch(self._engine, chunk, self._config.batch_size)
+            if self._progress:
+                self._progress(len(results), len(texts))
+        return results
+
+    def close(self) -> None:
+        pass
+
+
+class PooledAnalyzer:
+    """Presidio in worker processes, a chunk of texts at a time, each chunk under a time limit."""
+
+    def __init__(self, config: ScrubConfig, progress: Progress | None = None):
+        self._config, self._progress = config, progress
+        # spawn: the Dagster run process holds threads, which fork does not copy safely
+        self._pool = multiprocessing.get_context("spawn").Pool(
+            config.processes, initializer=_start_worker, initargs=(config.deny_lists, config.patterns)
+        )
+
+    def analyze(self, texts: list[str]) -> list[list[Finding] | str]:
+        config = self._config
+        chunks = _chunks(texts, config.batch_size)
+        pending = [self._pool.apply_async(_analyze_in_worker, (chunk, config.batch_size)) for chunk in chunks]
+        results: list[list[Finding] | str] = []
+        for chunk, job in zip(chunks, pending):
+            try:
+                results += job.get(timeout=config.timeout_s)
+            except multiprocessing.TimeoutError:
+                results += [f"scrub timed out (over {config.timeout_s:g} s for a batch)"] * len(chunk)
+            except Exception as error:
+                results += [f"scrub failed: {type(error).__name__}: {error}"] * len(chunk)
+            if self._progress:
+                self._progress(len(results), len(texts))
+        return results
+
+    def close(self) -> None:
+        self._pool.terminate()  # also stops a worker still stuck on a timed-out chunk
+
+
+@contextmanager
+def open_analyzer(config: ScrubConfig, progress: Progress | None = None) -> Iterator[TextAnalyzer]:
+    """Worker processes when `config.processes` > 0, else this process; closed (workers stopped) on exit."""
+    analyzer = PooledAnalyzer(config, progress) if config.processes > 0 else LocalAnalyzer(config, progress)
+    try:
+        yield analyzer
+    finally:
+        analyzer.close()
+
+
+def _chunks(texts: list[str], size: int) -> list[list[str]]:
+    return [texts[i : i + size] for i in range(0, len(texts), size)]
+
+
+_worker_engine = None
+
+
+def _start_worker(deny_lists: dict, patterns: dict) -> None:
+    global _worker_engine
+    _worker_engine = _batch_engine(deny_lists, patterns)
+
+
+def _analyze_in_worker(texts: list[str], batch_size: int) -> list[list[Finding] | str]:
+    return _analyze_batch(_worker_engine, texts, batch_size)
+
+
+def _batch_engine(deny_lists: dict, patterns: dict):
+    from presidio_analyzer import BatchAnalyzerEngine
+
+    from pipeline.recognizers import build_analyzer
+
+    return BatchAnalyzerEngine(build_analyzer(deny_lists, patterns))
+
+
+def _analyze_batch(engine, texts: list[str], batch_size: int) -> list[list[Finding] | str]:
+    """One spaCy batch; if it fails, text by text, so one bad text does not take its neighbours down."""
+    try:
+        return [_findings(r) for r in engine.analyze_iterator(texts, language="en", batch_size=batch_size)]
+    except Exception:
+        results: list[list[Finding] | str] = []
+        for text in texts:
+            try:
+                results.append(_findings(engine.analyzer_engine.analyze(text, language="en")))
+            except Exception as error:
+                results.append(f"scrub failed: {type(error).__name__}: {error}")
+        return results
+
+
+def _findings(results: list[RecognizerResult]) -> list[Finding]:
+    return [
+        (r.entity_type, r.start, r.end, r.score, (r.recognition_metadata or {}).get("recognizer_name", "unknown"))
+        for r in results
+    ]
+
+
+def _analyze_within_limits(texts: list[str], analyzer: TextAnalyzer, max_chars: int) -> dict[str, list[Finding] | str]:
+    findings: dict[str, list[Finding] | str] = {
+        t: f"text over the scrub size limit ({len(t)} chars > {max_chars})" for t in texts if len(t) > max_chars
+    }
+    to_analyze = [t for t in texts if t not in findings]
+    results = analyzer.analyze(to_analyze) if to_analyze else []
+    if len(results) != len(to_analyze):  # never let a short answer leave texts unscrubbed
+        return {t: "scrub failed: the analyzer lost texts" for t in texts}
+    findings.update(zip(to_analyze, results))
+    return findings
+
+
+# --- where a call's texts are ---------------------------------------------------------------------
+
+
+def _call_texts(call: dict) -> list[str]:
+    texts: list[str] = []
+    _map_call(call, lambda text: texts.append(text) or text)
+    return texts
+
+
+def _map_call(call: dict, fn: Callable[[str], str]) -> dict:
+    """The call with every text it carries replaced by `fn(text)`: messages, tool definitions, the reply, tool-call
+    arguments and JSON tool results (string values only: keys and structure stay, and the JSON stays valid)."""
+    out = {key: call[key] for key in CLEAN_COLUMNS if key in call}
+    messages = json.loads(call["messages"])
+    for message in messages:
+        if message.get("content"):
+            message["content"] = _map_text_or_json(message["content"], fn)
+        for tool_call in message.get("tool_calls") or []:
+            tool_call["function"]["arguments"] = _map_text_or_json(tool_call["function"]["arguments"], fn)
+    out["messages"] = json.dumps(messages, ensure_ascii=False)
+    out["tools"] = json.dumps(_map_json(json.loads(call["tools"]), fn, SCHEMA_KEYS), ensure_ascii=False)
+    if not pd.isna(call["response_text"]):
+        out["response_text"] = _map_text_or_json(call["response_text"], fn)
+    tool_calls = json.loads(call["response_tool_calls"])
+    for tool_call in tool_calls:
+        arguments = tool_call["arguments"]
+        tool_call["arguments"] = _map_text_or_json(arguments, fn) if isinstance(arguments, str) else _map_json(arguments, fn)
+    out["response_tool_calls"] = json.dumps(tool_calls, ensure_ascii=False)
+    if not pd.isna(call["workload"]):
+        out["workload"] = fn(call["workload"])
+    return out
+
+
+def _map_text_or_json(text: str, fn: Callable[[str], str]) -> str:
+    """A JSON object or array keeps its structure (re-serialized only when something in it changed)."""
+    if text[:1] in "{[":
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return fn(text)
+        mapped = _map_json(value, fn)
+        return text if mapped == value else json.dumps(mapped, ensure_ascii=False)
+    return fn(text)
+
+
+def _map_json(value: Any, fn: Callable[[str], str], keep: frozenset[str] = frozenset()) -> Any:
+    """Every string value mapped, but those under the keys in `keep`; JSON keys are never touched."""
+    if isinstance(value, dict):
+        return {k: v if k in keep else _map_json(v, fn, keep) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_json(v, fn, keep) for v in value]
+    if isinstance(value, str) and value:
+        return fn(value)
+    if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) >= MIN_DIGITS_TO_SCAN:
+        mapped = fn(str(value))
+        return value if mapped == str(value) else mapped
+    return value
+
+
+# --- placeholders --------------------------------------------------------------------------------
+
+
+def _pseudonymize(anonymizer: AnonymizerEngine, text: str, findings: list[Finding], mapping: dict) -> str:
+    # Presidio replaces from the end of the text backwards: number the values in reading order first.
+    for kind, start, end, _, _ in sorted(findings, key=lambda f: f[1]):
+        of_type = mapping.setdefault(kind, {})
+        of_type.setdefault(text[start:end], f"<{kind}_{len(of_type) + 1}>")
+    operators = {"DEFAULT": OperatorConfig(_Pseudonym.NAME, {"mapping": mapping})}
+    return anonymizer.anonymize(text, [RecognizerResult(*f[:4]) for f in findings], operators).text
+
+
+class _Pseudonym(Operator):
+    """Presidio operator: the n-th distinct value of a type in a call becomes `<TYPE_n>`, the same each time."""
+
+    NAME = "pseudonym"
+
+    def operate(self, text: str, params: dict) -> str:
+        of_type = params["mapping"].setdefault(params["entity_type"], {})
+        if text not in of_type:
+            of_type[text] = f"<{params['entity_type']}_{len(of_type) + 1}>"
+        return of_type[text]
+
+    def validate(self, params: dict) -> None:
+        if not isinstance(params.get("mapping"), dict):
+            raise ValueError("the pseudonym operator needs a mapping dict")
+
+    def operator_name(self) -> str:
+        return self.NAME
+
+    def operator_type(self) -> OperatorType:
+        return OperatorType.Anonymize
+
+
+def _pseudonymous_id(value: Any) -> str | None:
+    """Session ids can be user names or emails: keep the grouping, not the value."""
+    return None if pd.isna(value) else "s-" + hashlib.sha256(str(value).encode()).hexdigest()[:16]
+
+
+def _reject(call: dict, reason: str) -> dict:
+    # no excerpt: the text is raw, and nothing raw may leave this step
+    return {"called_at": call["called_at"], "step": "scrub", "source_file": call["source_file"],
+            "source_line": call["source_line"], "reason": reason, "excerpt": ""}
+
+
+def _totals(audit: list[dict], key: str) -> dict[str, int]:
+    totals: Counter = Counter()
+    for row in audit:
+        totals[row[key]] += row["count"]
+    return dict(totals.most_common())

@@ -1,0 +1,149 @@
+"""The scrub step around the analyzer: placeholders, JSON, the cache, failing closed.
+
+A small regex analyzer stands in for Presidio here; tests/test_scrub_presidio.py runs the real one.
+"""
+
+import json
+import re
+from datetime import datetime
+
+import pandas as pd
+
+from pipeline.collect import CALL_COLUMNS, typed_frame
+from pipeline.scrub import ScrubConfig, scrub_calls
+
+NAMES = re.compile(r"Alice Smith|Bob Jones")
+EMAILS = re.compile(r"[\w.]+@[\w.]+\.\w+")
+CARDS = re.compile(r"\b4\d{15}\b")
+
+
+class RegexAnalyzer:
+    def __init__(self, fail_on: str | None = None):
+        self.seen: list[str] = []
+        self.fail_on = fail_on
+
+    def analyze(self, texts):
+        self.seen += texts
+        results = []
+        for text in texts:
+            if self.fail_on and self.fail_on in text:
+                results.append("scrub failed: boom")
+                continue
+            found = [("PERSON", m.start(), m.end(), 0.85, "FakeNameRecognizer") for m in NAMES.finditer(text)]
+            found += [("EMAIL_ADDRESS", m.start(), m.end(), 1.0, "FakeEmailRecognizer") for m in EMAILS.finditer(text)]
+            found += [("CREDIT_CARD", m.start(), m.end(), 1.0, "FakeCardRecognizer") for m in CARDS.finditer(text)]
+            results.append(found)
+        return results
+
+
+def call(call_id: str, user: str, *, tool_result: dict | None = None, arguments: dict | None = None, session: str = "s1", reply: str | None = "ok") -> dict:
+    messages = [{"role": "system", "content": "You are the Acme support agent."}, {"role": "user", "content": user}]
+    if tool_result is not None:
+        messages += [
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup_order", "arguments": json.dumps({"order_id": "AC-1"})}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": json.dumps(tool_result)},
+        ]
+    tools = [{"type": "function", "function": {"name": "lookup_customer", "description": "Find a customer by email, e.g. alice.smith@example.com", "parameters": {"type": "object", "properties": {"email": {"type": "string"}}, "required": ["email"]}}}]
+    return {
+        "call_id": call_id, "called_at": datetime(2026, 11, 3, 10), "time_from_file": False, "source_file": "a.jsonl",
+        "source_line": int(call_id[-1]), "turn": 0, "format": "request_response", "session_id": session,
+        "workload": "order_lookup", "model": "gpt-4o", "messages": json.dumps(messages), "tools": json.dumps(tools),
+        "response_text": reply,
+        "response_tool_calls": json.dumps([{"id": "c2", "name": "lookup_customer", "arguments": arguments}] if arguments else []),
+        "finish_reason": "stop", "prompt_tokens": 10, "completion_tokens": 2, "latency_ms": None, "cost_usd": None,
+        "occurrences": 1, "content_hash": "h" + call_id,
+    }
+
+
+def raw(*calls: dict) -> pd.DataFrame:
+    return typed_frame(list(calls), CALL_COLUMNS)
+
+
+def test_same_value_gets_the_same_placeholder_within_a_call_and_numbering_restarts_per_call():
+    first = call("c1", "I am Alice Smith, and Bob Jones is my husband. Alice Smith again: alice@example.com", reply="Hello Alice Smith")
+    second = call("c2", "Bob Jones here.", session="s2")
+
+    result = scrub_calls(raw(first, second), RegexAnalyzer(), ScrubConfig(processes=0))
+
+    one, two = result.clean_calls.to_dict("records")
+    user = json.loads(one["messages"])[1]["content"]
+    assert user == "I am <PERSON_1>, and <PERSON_2> is my husband. <PERSON_1> again: <EMAIL_ADDRESS_1>"
+    assert one["response_text"] == "Hello <PERSON_1>"
+    assert json.loads(two["messages"])[1]["content"] == "<PERSON_1> here."
+
+
+def test_session_scope_keeps_placeholders_across_the_calls_of_a_session():
+    calls = raw(call("c1", "Bob Jones and Alice Smith"), call("c2", "Alice Smith again"))
+    result = scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0, scope="session"))
+    second = json.loads(result.clean_calls.iloc[1]["messages"])[1]["content"]
+    assert second == "<PERSON_2> again"
+
+
+def test_json_tool_results_and_arguments_keep_their_structure_and_lose_their_values():
+    order = {"order_id": "AC-1", "customer": {"name": "Alice Smith", "email": "alice@example.com"}, "card": 4111111111111111, "items": 2}
+    result = scrub_calls(raw(call("c1", "where is my order", tool_result=order, arguments={"email": "bob@example.org"})), RegexAnalyzer(), ScrubConfig(processes=0))
+
+    [clean] = result.clean_calls.to_dict("records")
+    tool_message = json.loads(clean["messages"])[3]
+    assert json.loads(tool_message["content"]) == {
+        "order_id": "AC-1", "customer": {"name": "<PERSON_1>", "email": "<EMAIL_ADDRESS_1>"}, "card": "<CREDIT_CARD_1>", "items": 2,
+    }
+    assert json.loads(clean["response_tool_calls"]) == [{"id": "c2", "name": "lookup_customer", "arguments": {"email": "<EMAIL_ADDRESS_3>"}}]
+    tool = json.loads(clean["tools"])[0]
+    assert tool["function"]["description"] == "Find a customer by email, e.g. <EMAIL_ADDRESS_2>"
+    assert tool["function"]["parameters"]["required"] == ["email"]
+
+
+def test_nothing_raw_is_left_in_clean_calls_or_the_audit():
+    planted = ["Alice Smith", "alice@example.com", "4111111111111111", "bob@example.org", "session-of-alice@example.com"]
+    calls = raw(call("c1", "Alice Smith, alice@example.com, card 4111111111111111", arguments={"email": "bob@example.org"}, session="session-of-alice@example.com"))
+    result = scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0))
+    dumped = result.clean_calls.to_json() + result.pii_audit.to_json()
+    assert not [value for value in planted if value in dumped]
+
+
+def test_each_distinct_text_is_analyzed_once():
+    analyzer = RegexAnalyzer()
+    calls = raw(*(call(f"c{i}", "Alice Smith asks where her order is") for i in range(1, 6)))
+    result = scrub_calls(calls, analyzer, ScrubConfig(processes=0))
+    assert len(analyzer.seen) == len(set(analyzer.seen))
+    assert result.stats.texts > result.stats.distinct_texts == len(analyzer.seen)
+
+
+def test_audit_counts_findings_per_call_by_type_and_recognizer_without_values():
+    result = scrub_calls(raw(call("c1", "Alice Smith and Bob Jones, alice@example.com")), RegexAnalyzer(), ScrubConfig(processes=0))
+    rows = result.pii_audit[["entity_type", "recognizer", "count"]].to_dict("records")
+    assert {(r["entity_type"], r["recognizer"], r["count"]) for r in rows} >= {("PERSON", "FakeNameRecognizer", 2), ("EMAIL_ADDRESS", "FakeEmailRecognizer", 2)}
+    assert result.stats.entities["PERSON"] == 2
+    assert result.clean_calls.iloc[0]["pii_findings"] == sum(r["count"] for r in rows)
+
+
+def test_a_call_that_could_not_be_scrubbed_is_quarantined_and_the_others_go_on():
+    calls = raw(call("c1", "fine text"), call("c2", "poison text"), call("c3", "also fine"))
+    result = scrub_calls(calls, RegexAnalyzer(fail_on="poison"), ScrubConfig(processes=0))
+
+    assert list(result.clean_calls["call_id"]) == ["c1", "c3"]
+    [reject] = result.rejects.to_dict("records")
+    assert (reject["step"], reject["source_line"], reject["reason"], reject["excerpt"]) == ("scrub", 2, "scrub failed: boom", "")
+    assert result.stats.reconciles() and (result.stats.calls, result.stats.quarantined) == (3, 1)
+
+
+def test_text_over_the_size_limit_quarantines_its_call():
+    result = scrub_calls(raw(call("c1", "x" * 500), call("c2", "short")), RegexAnalyzer(), ScrubConfig(processes=0, max_text_chars=100))
+    assert list(result.clean_calls["call_id"]) == ["c2"]
+    assert result.rejects.iloc[0]["reason"] == "text over the scrub size limit (500 chars > 100)"
+
+
+def test_an_analyzer_that_loses_texts_fails_every_call_closed():
+    class Lossy(RegexAnalyzer):
+        def analyze(self, texts):
+            return super().analyze(texts)[:-1]
+
+    result = scrub_calls(raw(call("c1", "a"), call("c2", "b")), Lossy(), ScrubConfig(processes=0))
+    assert result.clean_calls.empty and result.stats.quarantined == 2
+
+
+def test_reply_json_is_left_byte_for_byte_when_nothing_in_it_is_personal():
+    reply = '{"order_id":"AC-1","amount":12.5}'
+    [clean] = scrub_calls(raw(call("c1", "refund", reply=reply)), RegexAnalyzer(), ScrubConfig(processes=0)).clean_calls.to_dict("records")
+    assert clean["response_text"] == reply
