@@ -6,6 +6,7 @@ import yaml
 from dagster import Definitions, ExecutorDefinition, in_process_executor, load_assets_from_package_module, multiprocess_executor
 
 import assets
+from pipeline.demo import DEMO_SCRUB_ALLOW
 from pipeline.resources import LogSource, PiiScrubber
 from pipeline.sensors import new_log_files
 from pipeline.settings import Settings
@@ -32,12 +33,16 @@ def build_definitions(settings: Settings) -> Definitions:
 
 
 def _scrubber(settings: Settings) -> PiiScrubber:
-    lists = yaml.safe_load(settings.scrub_config.read_text()) if settings.scrub_config else {}
+    if settings.scrub_config:
+        lists = yaml.safe_load(settings.scrub_config.read_text()) or {}
+    else:  # the demo shop's order ids and SKUs are not personal data; elsewhere nothing is allowed by default
+        lists = {"allow": DEMO_SCRUB_ALLOW} if settings.logs_dir is None else {}
     return PiiScrubber(
         processes=settings.scrub_processes,
         scope=settings.scrub_scope,
         deny_lists=lists.get("deny_lists") or {},
         patterns=lists.get("patterns") or {},
+        allow=lists.get("allow") or [],
     )
 
 

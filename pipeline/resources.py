@@ -63,6 +63,7 @@ class PiiScrubber(ConfigurableResource):
     scope: str = "call"  # or "session"
     deny_lists: dict[str, list[str]] = {}  # entity type -> values (user ids, names) always removed
     patterns: dict[str, list[str]] = {}  # entity type -> regexes (account numbers) always removed
+    allow: list[str] = []  # regexes of whole values never removed (order ids, SKUs)
 
     def config(self) -> ScrubConfig:
         return ScrubConfig(
@@ -73,4 +74,5 @@ class PiiScrubber(ConfigurableResource):
             scope=self.scope,
             deny_lists=dict(self.deny_lists),
             patterns=dict(self.patterns),
+            allow=list(self.allow),
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -55,6 +56,7 @@ class ScrubConfig:
     scope: str = "call"  # placeholders consistent per "call" or per "session"
     deny_lists: dict[str, list[str]] = field(default_factory=dict)  # entity type -> values to always remove
     patterns: dict[str, list[str]] = field(default_factory=dict)  # entity type -> regexes to always remove
+    allow: list[str] = field(default_factory=list)  # regexes of whole values that are never personal (order ids)
 
 
 @dataclass
@@ -84,7 +86,7 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
     """Scrub every text of every call; calls that cannot be scrubbed go to the rejects, with the reason."""
     started = time.perf_counter()
     calls = raw_calls.to_dict("records")
-    texts_per_call = [_call_texts(call) for call in calls]
+    texts_per_call = [call_texts(call) for call in calls]
     distinct = list(dict.fromkeys(t for texts in texts_per_call for t in texts))
     findings = _analyze_within_limits(distinct, analyzer, config.max_text_chars)
 
@@ -102,12 +104,14 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
         mapping = sessions.setdefault(scope_key, {}) if scope_key else {}
         counts: Counter = Counter()
 
-        def pseudonymize(text: str) -> str:
-            results = findings[text]
-            counts.update((kind, recognizer) for kind, _, _, _, recognizer in results)
-            if not results:
-                return text
-            return _pseudonymize(anonymizer, text, results, mapping)
+        def pseudonymize(document: str, pieces: list[tuple[int, int]]) -> list[str]:
+            scrubbed = []
+            for start, end in pieces:
+                results = _within(findings[document], start, end)
+                counts.update((kind, recognizer) for kind, _, _, _, recognizer in results)
+                piece = document[start:end]
+                scrubbed.append(_pseudonymize(anonymizer, piece, results, mapping) if results else piece)
+            return scrubbed
 
         try:
             scrubbed = _map_call(call, pseudonymize)
@@ -152,12 +156,12 @@ class LocalAnalyzer:
 
     def __init__(self, config: ScrubConfig = ScrubConfig(), progress: Progress | None = None):
         self._config, self._progress = config, progress
-        self._engine = _batch_engine(config.deny_lists, config.patterns)
+        self._presidio = _Presidio(config)
 
     def analyze(self, texts: list[str]) -> list[list[Finding] | str]:
         results: list[list[Finding] | str] = []
         for chunk in _chunks(texts, self._config.batch_size):
-            results += _analyze_batch(self._engine, chunk, self._config.batch_size)
+            results += self._presidio.analyze(chunk)
             if self._progress:
                 self._progress(len(results), len(texts))
         return results
@@ -173,13 +177,13 @@ class PooledAnalyzer:
         self._config, self._progress = config, progress
         # spawn: the Dagster run process holds threads, which fork does not copy safely
         self._pool = multiprocessing.get_context("spawn").Pool(
-            config.processes, initializer=_start_worker, initargs=(config.deny_lists, config.patterns)
+            config.processes, initializer=_start_worker, initargs=(config,)
         )
 
     def analyze(self, texts: list[str]) -> list[list[Finding] | str]:
         config = self._config
         chunks = _chunks(texts, config.batch_size)
-        pending = [self._pool.apply_async(_analyze_in_worker, (chunk, config.batch_size)) for chunk in chunks]
+        pending = [self._pool.apply_async(_analyze_in_worker, (chunk,)) for chunk in chunks]
         results: list[list[Finding] | str] = []
         for chunk, job in zip(chunks, pending):
             try:
@@ -210,38 +214,48 @@ def _chunks(texts: list[str], size: int) -> list[list[str]]:
     return [texts[i : i + size] for i in range(0, len(texts), size)]
 
 
-_worker_engine = None
+class _Presidio:
+    """Presidio's batch engine with the deployment's recognizers and allow-list."""
+
+    def __init__(self, config: ScrubConfig):
+        from presidio_analyzer import BatchAnalyzerEngine
+
+        from pipeline.recognizers import build_analyzer
+
+        self._engine = BatchAnalyzerEngine(build_analyzer(config.deny_lists, config.patterns))
+        self._batch_size = config.batch_size
+        # An allowed value must match whole: Presidio's regex allow-list drops any finding that merely contains one.
+        self._options = (
+            {"allow_list": [f"^(?:{p})$" for p in config.allow], "allow_list_match": "regex", "regex_flags": re.DOTALL}
+            if config.allow
+            else {}
+        )
+
+    def analyze(self, texts: list[str]) -> list[list[Finding] | str]:
+        """One spaCy batch; if it fails, text by text, so one bad text does not take its neighbours down."""
+        try:
+            batch = self._engine.analyze_iterator(texts, language="en", batch_size=self._batch_size, **self._options)
+            return [_findings(results) for results in batch]
+        except Exception:
+            findings: list[list[Finding] | str] = []
+            for text in texts:
+                try:
+                    findings.append(_findings(self._engine.analyzer_engine.analyze(text, language="en", **self._options)))
+                except Exception as error:
+                    findings.append(f"scrub failed: {type(error).__name__}: {error}")
+            return findings
 
 
-def _start_worker(deny_lists: dict, patterns: dict) -> None:
-    global _worker_engine
-    _worker_engine = _batch_engine(deny_lists, patterns)
+_worker: _Presidio | None = None
 
 
-def _analyze_in_worker(texts: list[str], batch_size: int) -> list[list[Finding] | str]:
-    return _analyze_batch(_worker_engine, texts, batch_size)
+def _start_worker(config: ScrubConfig) -> None:
+    global _worker
+    _worker = _Presidio(config)
 
 
-def _batch_engine(deny_lists: dict, patterns: dict):
-    from presidio_analyzer import BatchAnalyzerEngine
-
-    from pipeline.recognizers import build_analyzer
-
-    return BatchAnalyzerEngine(build_analyzer(deny_lists, patterns))
-
-
-def _analyze_batch(engine, texts: list[str], batch_size: int) -> list[list[Finding] | str]:
-    """One spaCy batch; if it fails, text by text, so one bad text does not take its neighbours down."""
-    try:
-        return [_findings(r) for r in engine.analyze_iterator(texts, language="en", batch_size=batch_size)]
-    except Exception:
-        results: list[list[Finding] | str] = []
-        for text in texts:
-            try:
-                results.append(_findings(engine.analyzer_engine.analyze(text, language="en")))
-            except Exception as error:
-                results.append(f"scrub failed: {type(error).__name__}: {error}")
-        return results
+def _analyze_in_worker(texts: list[str]) -> list[list[Finding] | str]:
+    return _worker.analyze(texts)
 
 
 def _findings(results: list[RecognizerResult]) -> list[Finding]:
@@ -266,14 +280,26 @@ def _analyze_within_limits(texts: list[str], analyzer: TextAnalyzer, max_chars: 
 # --- where a call's texts are ---------------------------------------------------------------------
 
 
-def _call_texts(call: dict) -> list[str]:
+# fn(document, pieces) -> the pieces scrubbed. A plain text is one piece of its own document. A JSON value is
+# analyzed as one document of `key: value` lines, so each key gives its value context ("password: hunter2") and
+# a tool result is one analysis, not one per field; only the values (the pieces) are ever changed.
+TextFn = Callable[[str, list[tuple[int, int]]], list[str]]
+
+
+def call_texts(call: dict) -> list[str]:
+    """Every document of a call as the analyzer reads it, in order, repeats included."""
     texts: list[str] = []
-    _map_call(call, lambda text: texts.append(text) or text)
+
+    def collect(document: str, pieces: list[tuple[int, int]]) -> list[str]:
+        texts.append(document)
+        return [document[start:end] for start, end in pieces]
+
+    _map_call(call, collect)
     return texts
 
 
-def _map_call(call: dict, fn: Callable[[str], str]) -> dict:
-    """The call with every text it carries replaced by `fn(text)`: messages, tool definitions, the reply, tool-call
+def _map_call(call: dict, fn: TextFn) -> dict:
+    """The call with every text it carries passed through `fn`: messages, tool definitions, the reply, tool-call
     arguments and JSON tool results (string values only: keys and structure stay, and the JSON stays valid)."""
     out = {key: call[key] for key in CLEAN_COLUMNS if key in call}
     messages = json.loads(call["messages"])
@@ -292,34 +318,74 @@ def _map_call(call: dict, fn: Callable[[str], str]) -> dict:
         tool_call["arguments"] = _map_text_or_json(arguments, fn) if isinstance(arguments, str) else _map_json(arguments, fn)
     out["response_tool_calls"] = json.dumps(tool_calls, ensure_ascii=False)
     if not pd.isna(call["workload"]):
-        out["workload"] = fn(call["workload"])
+        out["workload"] = _map_text(call["workload"], fn)
     return out
 
 
-def _map_text_or_json(text: str, fn: Callable[[str], str]) -> str:
+def _map_text(text: str, fn: TextFn) -> str:
+    return fn(text, [(0, len(text))])[0]
+
+
+def _map_text_or_json(text: str, fn: TextFn) -> str:
     """A JSON object or array keeps its structure (re-serialized only when something in it changed)."""
     if text[:1] in "{[":
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
-            return fn(text)
+            return _map_text(text, fn)
         mapped = _map_json(value, fn)
         return text if mapped == value else json.dumps(mapped, ensure_ascii=False)
-    return fn(text)
+    return _map_text(text, fn)
 
 
-def _map_json(value: Any, fn: Callable[[str], str], keep: frozenset[str] = frozenset()) -> Any:
-    """Every string value mapped, but those under the keys in `keep`; JSON keys are never touched."""
-    if isinstance(value, dict):
-        return {k: v if k in keep else _map_json(v, fn, keep) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_map_json(v, fn, keep) for v in value]
-    if isinstance(value, str) and value:
-        return fn(value)
-    if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) >= MIN_DIGITS_TO_SCAN:
-        mapped = fn(str(value))
-        return value if mapped == str(value) else mapped
-    return value
+def _map_json(value: Any, fn: TextFn, keep: frozenset[str] = frozenset()) -> Any:
+    """Every string value (and long number) mapped, but those under the keys in `keep`; keys are never touched."""
+    copy = json.loads(json.dumps(value))  # to write into, leaving the caller's value as it was
+    leaves: list[tuple[Any, Any, str, str]] = []  # container, key or index, label, text
+    _find_leaves(copy, keep, "", leaves)
+    if not leaves:
+        return value
+    lines, pieces, offset = [], [], 0
+    for _, _, label, text in leaves:
+        pieces.append((offset + len(label), offset + len(label) + len(text)))
+        lines.append(label + text)
+        offset += len(label) + len(text) + len(_LEAF_SEPARATOR)
+    for (container, key, _, text), mapped in zip(leaves, fn(_LEAF_SEPARATOR.join(lines), pieces)):
+        if mapped != text:
+            container[key] = mapped  # a number found to be personal becomes its placeholder string
+    return copy
+
+
+_LEAF_SEPARATOR = "\n\n"  # a blank line: address and name patterns do not run on across it
+
+
+def _find_leaves(value: Any, keep: frozenset[str], label: str, leaves: list) -> None:
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    for key, item in items:
+        if isinstance(value, dict) and key in keep:
+            continue
+        item_label = _label(key) if isinstance(value, dict) else label
+        if isinstance(item, str) and item:
+            leaves.append((value, key, item_label, item))
+        elif isinstance(item, int) and not isinstance(item, bool) and len(str(abs(item))) >= MIN_DIGITS_TO_SCAN:
+            leaves.append((value, key, item_label, str(item)))
+        elif isinstance(item, (dict, list)):
+            _find_leaves(item, keep, item_label, leaves)
+
+
+def _label(key: str) -> str:
+    """`aws_secret_access_key` -> "aws secret access key: ", `dateOfBirth` -> "date Of Birth: "."""
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])|[-_.]+", " ", key).strip()
+    return f"{words}: " if words else ""
+
+
+def _within(findings: list[Finding], start: int, end: int) -> list[Finding]:
+    """The findings that touch the piece [start, end), clipped to it and counted from its start."""
+    return [
+        (kind, max(f_start, start) - start, min(f_end, end) - start, score, recognizer)
+        for kind, f_start, f_end, score, recognizer in findings
+        if f_end > start and f_start < end
+    ]
 
 
 # --- placeholders --------------------------------------------------------------------------------

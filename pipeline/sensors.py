@@ -1,4 +1,4 @@
-"""The new-logs sensor: a run of the collect step for the days that new log files touch."""
+"""The new-logs sensor: a run of the collect and scrub steps for the days that new log files touch."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from dagster import (
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from assets.collect import collect_calls
+from assets.scrub import scrub
 from pipeline.resources import LogSource
 
 
 @sensor(
-    asset_selection=AssetSelection.assets(collect_calls),
+    asset_selection=AssetSelection.assets(collect_calls, scrub),
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
 )

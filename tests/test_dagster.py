@@ -11,6 +11,7 @@ from dagster._config import process_config
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from pipeline.definitions import build_definitions
+from pipeline.demo import DEMO_SCRUB_ALLOW
 from pipeline.resources import LogSource
 from pipeline.sensors import new_log_files
 from pipeline.settings import Settings
@@ -126,3 +127,20 @@ def test_production_is_one_config_away(monkeypatch):
     for section in ("run_coordinator", "run_launcher", "compute_logs"):  # the schema above does not check these
         plugin = getattr(importlib.import_module(config[section]["module"]), config[section]["class"])
         assert process_config(plugin.config_type(), config[section]["config"]).success, section
+
+
+def test_scrub_deny_lists_and_patterns_come_from_the_deployment_file(tmp_path, monkeypatch):
+    path = tmp_path / "scrub.yaml"
+    path.write_text("deny_lists:\n  PERSON: [Quinby]\npatterns:\n  ACCOUNT_NUMBER: ['ACCT-\\d{8}']\nallow: ['T-\\d+']\n")
+    monkeypatch.setenv("SLM_SCRUB_CONFIG", str(path))
+    config = build_definitions(Settings.from_env()).resources["scrubber"].config()
+    assert (config.deny_lists, config.patterns) == ({"PERSON": ["Quinby"]}, {"ACCOUNT_NUMBER": [r"ACCT-\d{8}"]})
+    assert config.allow == [r"T-\d+"]
+
+
+def test_the_demo_allows_its_shop_ids_and_your_own_logs_allow_nothing_by_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLM_SCRUB_CONFIG", raising=False)
+    monkeypatch.delenv("SLM_LOGS_DIR", raising=False)
+    assert build_definitions(Settings.from_env()).resources["scrubber"].config().allow == DEMO_SCRUB_ALLOW
+    monkeypatch.setenv("SLM_LOGS_DIR", str(tmp_path))
+    assert build_definitions(Settings.from_env()).resources["scrubber"].config().allow == []

@@ -1,0 +1,129 @@
+"""Scrub-step throughput: this step beside plain per-text Presidio on the same calls, in one run.
+
+    .venv/bin/python bench/scrub.py [--calls 1000] [--processes 2]
+
+Baseline: plain Presidio, as one would call it per message: an `AnalyzerEngine` with Presidio's default
+recognizers on the same spaCy model (its full pipeline), `analyze` + `AnonymizerEngine.anonymize` for every message
+of every call as logged (its content, tool-call arguments as their JSON string), the tool definitions and the
+reply, one at a time. This step does more work per text (its own recognizers on top of Presidio's), and saves it
+with its content-hash cache, JSON documents, a trimmed spaCy pipeline, batches and worker processes. Neither side
+counts loading the model (the step's worker start-up is printed apart).
+
+Two workloads: the demo logs, where system prompts, tool definitions and tool results repeat as in real agent logs;
+and calls whose every text is distinct (the Presidio synthetic PII texts, one user message per call; skipped with a
+message where ../shared/data is absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""  # before Presidio is imported: no public-suffix download
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pandas as pd  # noqa: E402
+from presidio_analyzer import AnalyzerEngine  # noqa: E402
+from presidio_analyzer.nlp_engine import NlpEngineProvider  # noqa: E402
+from presidio_anonymizer import AnonymizerEngine  # noqa: E402
+
+from pipeline.collect import CALL_COLUMNS, typed_frame  # noqa: E402
+from pipeline.recognizers import SPACY_MODEL  # noqa: E402
+from pipeline.resources import LogSource  # noqa: E402
+from pipeline.scrub import ScrubConfig, open_analyzer, scrub_calls  # noqa: E402
+
+SHARED_DATA = Path(os.environ.get("SLM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def demo_calls(count: int) -> pd.DataFrame:
+    with tempfile.TemporaryDirectory() as home:
+        calls = LogSource(home=home).collect().calls
+    return calls.sample(n=min(count, len(calls)), random_state=0).reset_index(drop=True)
+
+
+def distinct_calls(count: int) -> pd.DataFrame | None:
+    path = SHARED_DATA / "presidio_synth_pii" / "synth_dev_500.json"
+    if not path.exists():
+        return None
+    texts = list(dict.fromkeys(record["full_text"] for record in json.loads(path.read_text())))[:count]
+    rows = [
+        {
+            "call_id": f"d{i}", "called_at": pd.Timestamp("2026-11-02"), "time_from_file": False, "source_file": "synth",
+            "source_line": i, "turn": 0, "format": "request_response", "session_id": None, "workload": None,
+            "model": None, "messages": json.dumps([{"role": "user", "content": text}]), "tools": "[]",
+            "response_text": None, "response_tool_calls": "[]", "finish_reason": "stop", "prompt_tokens": None,
+            "completion_tokens": None, "latency_ms": None, "cost_usd": None, "occurrences": 1, "content_hash": f"h{i}",
+        }
+        for i, text in enumerate(texts)
+    ]
+    return typed_frame(rows, CALL_COLUMNS)
+
+
+def per_message_texts(call: dict) -> list[str]:
+    texts = []
+    for message in json.loads(call["messages"]):
+        texts += [message["content"]] if message.get("content") else []
+        texts += [c["function"]["arguments"] for c in message.get("tool_calls") or []]
+    texts += [call["tools"]] if call["tools"] != "[]" else []
+    texts += [call["response_text"]] if not pd.isna(call["response_text"]) else []
+    return texts + [json.dumps(c["arguments"]) for c in json.loads(call["response_tool_calls"])]
+
+
+def plain_presidio_seconds(calls: pd.DataFrame) -> tuple[float, int]:
+    nlp = NlpEngineProvider(
+        nlp_configuration={"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": SPACY_MODEL}]}
+    ).create_engine()
+    analyzer, anonymizer = AnalyzerEngine(nlp_engine=nlp), AnonymizerEngine()
+    texts = [text for call in calls.to_dict("records") for text in per_message_texts(call)]
+    started = time.perf_counter()
+    for text in texts:
+        anonymizer.anonymize(text, analyzer.analyze(text, language="en"))
+    return time.perf_counter() - started, len(texts)
+
+
+def step_seconds(calls: pd.DataFrame, config: ScrubConfig) -> tuple[float, float, int]:
+    started = time.perf_counter()
+    with open_analyzer(config) as analyzer:
+        analyzer.analyze(["warm-up: every worker loads the model"] * config.batch_size * max(config.processes, 1))
+        start_up = time.perf_counter() - started
+        result = scrub_calls(calls, analyzer, config)
+    assert result.stats.reconciles() and result.stats.quarantined == 0, result.stats
+    return result.stats.seconds, start_up, result.stats.distinct_texts
+
+
+def compare(name: str, calls: pd.DataFrame, config: ScrubConfig, repeats: int) -> None:
+    ours = [step_seconds(calls, config) for _ in range(repeats)]
+    ours_s = statistics.median(o[0] for o in ours)
+    base_s, texts = plain_presidio_seconds(calls)
+    n = len(calls)
+    print(f"\n{name}: {n} calls; {texts} message texts for the baseline, {ours[0][2]} distinct documents for this step")
+    print(f"  {'plain Presidio, text by text':<34}{base_s:>8.1f} s {n / base_s:>8.1f} calls/s {texts / base_s:>8.1f} texts/s")
+    print(f"  {'this step':<34}{ours_s:>8.1f} s {n / ours_s:>8.1f} calls/s"
+          f"   (+{statistics.median(o[1] for o in ours):.1f} s worker start-up, median of {repeats})")
+    print(f"  ratio {base_s / ours_s:.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    config = ScrubConfig(processes=args.processes)
+    print(f"{os.cpu_count()} CPUs; this step with {args.processes} worker processes, batches of {config.batch_size}")
+    compare("demo logs", demo_calls(args.calls), config, args.repeats)
+    distinct = distinct_calls(args.calls)
+    if distinct is None:
+        print(f"\nall-distinct texts: skipped, {SHARED_DATA} not found (set SLM_SHARED_DATA)")
+    else:
+        compare("all-distinct texts", distinct, config, args.repeats)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The scrub step with the real Presidio analyzer: every kind of secret agent logs leak is gone afterwards."""
+
+import json
+
+import pytest
+
+from pipeline.scrub import LocalAnalyzer, PooledAnalyzer, ScrubConfig, scrub_calls
+from test_scrub import call, raw
+
+SECRETS = {
+    "OpenAI key": "sk-proj-4fJ9kL2mN8pQ1rS5tU7vW3xY6zA0bC9dE2fG4hJ6kL8mN1pQ",
+    "AWS access key id": "AKIAIOSFODNN7EXAMPLE",
+    "AWS secret key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "GitHub token": "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+    "Slack token": "xoxb-2048123456-4096123456-AbCdEfGhIjKlMnOpQrStUvWx",
+    "JWT": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+    "Bearer token": "Bearer 9f8e7d6c5b4a39281706f5e4d3c2b1a0",
+    "private key": "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7V1xq2Z8\nk3J9fQ0pL5mR2sT7uV4wX1yZ\n-----END RSA PRIVATE KEY-----",
+    "password in a URL": "postgres://admin:Hunter2Secret@db.internal:5432/orders",
+    "email": "maria.gonzalez@example.org",
+    "phone": "(415) 555-0132",
+    "card": "4111 1111 1111 1111",
+    "person": "Maria Gonzalez",
+    "street address": "742 Evergreen Terrace, Springfield, IL 62704",
+    "date of birth": "born on 03/14/1985",
+}
+# What must be gone: the secret part of each planted value.
+SECRET_PARTS = {
+    **SECRETS,
+    "Bearer token": "9f8e7d6c5b4a39281706f5e4d3c2b1a0",
+    "private key": "MIIEowIBAAKCAQEA7V1xq2Z8",
+    "password in a URL": "Hunter2Secret",
+    "street address": "742 Evergreen Terrace",
+    "date of birth": "03/14/1985",
+}
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    return LocalAnalyzer(ScrubConfig(processes=0))
+
+
+def planted_call() -> dict:
+    sentence = " ".join(f"My {kind} is {value}." for kind, value in SECRETS.items())
+    tool_result = {kind.replace(" ", "_"): value for kind, value in SECRETS.items()}
+    return call("c1", sentence, tool_result=tool_result, arguments={"note": sentence})
+
+
+def test_every_secret_kind_is_gone_from_messages_tool_arguments_and_tool_results(analyzer):
+    result = scrub_calls(raw(planted_call()), analyzer, ScrubConfig(processes=0))
+
+    [clean] = result.clean_calls.to_dict("records")
+    dumped = json.dumps(clean, default=str)
+    assert [kind for kind, part in SECRET_PARTS.items() if part in dumped or json.dumps(part)[1:-1] in dumped] == []
+    tool_result = json.loads(json.loads(clean["messages"])[3]["content"])  # still valid JSON, keys kept
+    assert set(tool_result) == {kind.replace(" ", "_") for kind in SECRETS}
+    assert json.loads(clean["response_tool_calls"])[0]["arguments"]["note"].startswith("My ")
+
+
+def test_placeholders_name_the_entity_and_repeat_for_the_same_value(analyzer):
+    text = "Maria Gonzalez wrote from maria.gonzalez@example.org; please reply to maria.gonzalez@example.org."
+    [clean] = scrub_calls(raw(call("c1", text)), analyzer, ScrubConfig(processes=0)).clean_calls.to_dict("records")
+    assert json.loads(clean["messages"])[1]["content"] == "<PERSON_1> wrote from <EMAIL_ADDRESS_1>; please reply to <EMAIL_ADDRESS_1>."
+
+
+def test_ordinary_agent_text_is_left_alone(analyzer):
+    text = "Please route this ticket to billing with high priority. Order AC-483920 was charged twice."
+    [clean] = scrub_calls(raw(call("c1", text)), analyzer, ScrubConfig(processes=0)).clean_calls.to_dict("records")
+    assert json.loads(clean["messages"])[1]["content"] == text
+
+
+def test_worker_that_runs_out_of_time_quarantines_its_calls():
+    config = ScrubConfig(processes=1, timeout_s=0.001)
+    analyzer = PooledAnalyzer(config)
+    try:
+        result = scrub_calls(raw(call("c1", "Maria Gonzalez"), call("c2", "hello")), analyzer, config)
+    finally:
+        analyzer.close()
+    assert result.clean_calls.empty
+    assert set(result.rejects["reason"]) == {"scrub timed out (over 0.001 s for a batch)"}
+    assert result.stats.reconciles()
+
+
+def test_deployment_deny_lists_and_patterns_are_scrubbed():
+    config = ScrubConfig(processes=0, deny_lists={"PERSON": ["Quinby"]}, patterns={"ACCOUNT_NUMBER": [r"ACCT-\d{8}"]})
+    result = scrub_calls(raw(call("c1", "Quinby asked about ACCT-12345678.")), LocalAnalyzer(config), config)
+    assert json.loads(result.clean_calls.iloc[0]["messages"])[1]["content"] == "<PERSON_1> asked about <ACCOUNT_NUMBER_1>."
+
+
+def test_allowed_values_are_kept_but_only_when_they_match_whole(analyzer):
+    text = "To whom it may concern: my order AC-560943 (Glacier trekking poles). - Jonathon Allen"
+    scrubbed = lambda config, analyzer: json.loads(  # noqa: E731
+        scrub_calls(raw(call("c1", text)), analyzer, config).clean_calls.iloc[0]["messages"]
+    )[1]["content"]
+    assert "AC-560943" not in scrubbed(ScrubConfig(processes=0), analyzer)  # spaCy's small model takes it for a name
+    allowed = ScrubConfig(processes=0, allow=[r"AC-\d{6}", "Allen"])
+    assert scrubbed(allowed, LocalAnalyzer(allowed)) == (
+        "To whom it may concern: my order AC-560943 (Glacier trekking poles). - <PERSON_1>"
+    )
