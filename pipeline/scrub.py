@@ -224,26 +224,29 @@ class _Presidio:
 
         self._engine = BatchAnalyzerEngine(build_analyzer(config.deny_lists, config.patterns))
         self._batch_size = config.batch_size
-        # An allowed value must match whole: Presidio's regex allow-list drops any finding that merely contains one.
-        self._options = (
-            {"allow_list": [f"^(?:{p})$" for p in config.allow], "allow_list_match": "regex", "regex_flags": re.DOTALL}
-            if config.allow
-            else {}
-        )
+        self._allowed = re.compile("|".join(f"(?:{p})" for p in config.allow)) if config.allow else None
 
     def analyze(self, texts: list[str]) -> list[list[Finding] | str]:
         """One spaCy batch; if it fails, text by text, so one bad text does not take its neighbours down."""
         try:
-            batch = self._engine.analyze_iterator(texts, language="en", batch_size=self._batch_size, **self._options)
-            return [_findings(results) for results in batch]
+            batch = self._engine.analyze_iterator(texts, language="en", batch_size=self._batch_size)
+            return [self._kept(text, results) for text, results in zip(texts, batch)]
         except Exception:
             findings: list[list[Finding] | str] = []
             for text in texts:
                 try:
-                    findings.append(_findings(self._engine.analyzer_engine.analyze(text, language="en", **self._options)))
+                    findings.append(self._kept(text, self._engine.analyzer_engine.analyze(text, language="en")))
                 except Exception as error:
                     findings.append(f"scrub failed: {type(error).__name__}: {error}")
             return findings
+
+    def _kept(self, text: str, results: list[RecognizerResult]) -> list[Finding]:
+        """The findings, but those inside an allowed value: Presidio's own allow-list only compares the finding's
+        text, so it keeps "397848" found as a phone number inside the allowed order id "AC-397848"."""
+        allowed = [m.span() for m in self._allowed.finditer(text)] if self._allowed else []
+        return [
+            f for f in _findings(results) if not any(start <= f[1] and f[2] <= end for start, end in allowed)
+        ]
 
 
 _worker: _Presidio | None = None

@@ -97,3 +97,10 @@ def test_allowed_values_are_kept_but_only_when_they_match_whole(analyzer):
     assert scrubbed(allowed, LocalAnalyzer(allowed)) == (
         "To whom it may concern: my order AC-560943 (Glacier trekking poles). - <PERSON_1>"
     )
+
+
+def test_a_finding_inside_an_allowed_value_is_dropped():
+    config = ScrubConfig(processes=0, deny_lists={"PHONE_NUMBER": ["397848"]}, allow=[r"AC-\d{6}"])
+    text = "Order AC-397848, or call 397848."
+    [clean] = scrub_calls(raw(call("c1", text)), LocalAnalyzer(config), config).clean_calls.to_dict("records")
+    assert json.loads(clean["messages"])[1]["content"] == "Order AC-397848, or call <PHONE_NUMBER_1>."
