@@ -167,7 +167,7 @@ class LocalAnalyzer:
         return results
 
     def close(self) -> None:
-        pass
+        """Nothing to stop: the analysis runs in this process."""
 
 
 class PooledAnalyzer:
