@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import yaml
 from dagster import Definitions, ExecutorDefinition, in_process_executor, load_assets_from_package_module, multiprocess_executor
+from dagster_duckdb import DuckDBResource
 
 import assets
 from pipeline.demo import DEMO_SCRUB_ALLOW
-from pipeline.resources import LogSource, PiiScrubber
+from pipeline.jobs import collect_and_scrub, find_tasks
+from pipeline.resources import LogSource, PiiScrubber, Reports
 from pipeline.sensors import new_log_files
 from pipeline.settings import Settings
 from pipeline.warehouse import WarehouseIOManager
@@ -17,6 +19,7 @@ def build_definitions(settings: Settings) -> Definitions:
     """Each tabular asset becomes a table of `warehouse.duckdb` named after it."""
     return Definitions(
         assets=load_assets_from_package_module(assets),
+        jobs=[collect_and_scrub, find_tasks],
         sensors=[new_log_files],
         executor=_executor(settings.executor),
         resources={
@@ -28,6 +31,8 @@ def build_definitions(settings: Settings) -> Definitions:
                 first_day=settings.first_day.isoformat(),
             ),
             "scrubber": _scrubber(settings),
+            "warehouse": DuckDBResource(database=settings.warehouse),
+            "reports": Reports(home=str(settings.home)),
         },
     )
 

@@ -76,3 +76,14 @@ class PiiScrubber(ConfigurableResource):
             patterns=dict(self.patterns),
             allow=list(self.allow),
         )
+
+
+class Reports(ConfigurableResource):
+    """Where pictures and reports are written: `SLM_HOME/reports`."""
+
+    home: str
+
+    def path(self, name: str) -> Path:
+        folder = Path(self.home) / "reports"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name

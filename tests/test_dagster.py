@@ -2,6 +2,7 @@
 
 import importlib
 import json
+from contextlib import nullcontext
 from datetime import date
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from dagster._config import process_config
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from pipeline.definitions import build_definitions
+from pipeline.demo import write_demo_logs
 from pipeline.demo import DEMO_SCRUB_ALLOW
 from pipeline.resources import LogSource
 from pipeline.sensors import new_log_files
@@ -37,11 +39,11 @@ def settings_for(tmp_path: Path) -> Settings:
     )
 
 
-def materialize_days(settings: Settings, first: str, last: str):
+def materialize_days(settings: Settings, first: str, last: str, instance: DagsterInstance | None = None):
     defs = build_definitions(settings)
     tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
-    with DagsterInstance.ephemeral() as instance:
-        return defs.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance, tags=tags)
+    with DagsterInstance.ephemeral() if instance is None else nullcontext(instance) as instance:
+        return defs.resolve_job_def("collect_and_scrub").execute_in_process(instance=instance, tags=tags)
 
 
 def table(settings: Settings, sql: str) -> list[tuple]:
@@ -119,7 +121,7 @@ def test_production_is_one_config_away(monkeypatch):
 
     monkeypatch.setenv("SLM_EXECUTOR", "k8s")
     defs = build_definitions(Settings.from_env())
-    assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "k8s"
+    assert defs.resolve_job_def("collect_and_scrub").executor_def.name == "k8s"
     for name in ("DAGSTER_PG_HOST", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB", "SLM_IMAGE", "SLM_BUCKET"):
         monkeypatch.setenv(name, "x")
     config, _ = dagster_instance_config(str(Path(__file__).parents[1] / "deploy"))
@@ -144,3 +146,18 @@ def test_the_demo_allows_its_shop_ids_and_your_own_logs_allow_nothing_by_default
     assert build_definitions(Settings.from_env()).resources["scrubber"].config().allow == DEMO_SCRUB_ALLOW
     monkeypatch.setenv("SLM_LOGS_DIR", str(tmp_path))
     assert build_definitions(Settings.from_env()).resources["scrubber"].config().allow == []
+
+
+def test_demo_logs_become_tasks_with_a_partition_each_and_a_map(tmp_path):
+    settings = settings_for(tmp_path)
+    write_demo_logs(settings.logs_dir, calls=400, days=2)
+    with DagsterInstance.ephemeral() as instance:
+        assert materialize_days(settings, "2026-11-02", "2026-11-03", instance).success
+        result = build_definitions(settings).resolve_job_def("find_tasks").execute_in_process(instance=instance)
+        assert result.success
+        task_ids = {task_id for (task_id,) in table(settings, "select task_id from tasks")}
+        assert len(task_ids) >= 4
+        assert set(instance.get_dynamic_partitions("task")) == task_ids
+    clustered = table(settings, "select count(*), count(distinct task_id) from task_clusters")[0]
+    assert clustered[0] == table(settings, "select count(*) from clean_calls")[0][0]
+    assert (settings.home / "reports" / "task_map.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,8 @@
+"""Jobs: the per-day steps over a range of days, and the steps over all calls."""
+
+from dagster import AssetSelection, define_asset_job
+
+# Collect and scrub work day by day; a range of days runs as one run (their backfill policy).
+collect_and_scrub = define_asset_job("collect_and_scrub", AssetSelection.groups("collect", "scrub"))
+# Clustering reads every clean call at once.
+find_tasks = define_asset_job("find_tasks", AssetSelection.groups("tasks"))

@@ -1,0 +1,237 @@
+"""Step 3, tasks: embed each call's task signature, cluster the calls into recurring tasks, and describe them.
+
+A call's signature is what decides the kind of answer it needs: the reply type (text, JSON, or which tool), the
+tools offered, the system prompt and the last user or tool message. The whole transcript would drown that in
+conversation history. Its two halves are embedded apart and mixed, the structure (reply type, tools, system
+prompt) weighing `STRUCTURE_WEIGHT`: one embedding of all of it lets the message's topic split a task ("charged
+twice" tickets from "site down" tickets) where the agent does one job. Embeddings are cached by text hash in the
+warehouse, so a rerun embeds only new texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from pipeline.clustering import ClusterConfig, central_rows, centroids, cluster, keywords, match_to_previous
+
+NOISE = "unassigned"  # calls in no task: they stay with the LLM
+PART_CHARS = 400  # per part of a signature: MiniLM reads 256 word pieces at most
+STRUCTURE_WEIGHT = 0.85
+
+TASK_COLUMNS = {
+    "task_id": "string",
+    "label": "string",
+    "keywords": "string",  # JSON list
+    "calls": "int64",
+    "share_of_calls": "float64",
+    "tokens": "int64",
+    "share_of_tokens": "float64",
+    "spend_usd": "float64",
+    "share_of_spend": "float64",
+    "reply_types": "string",  # JSON {type: count}
+    "tools": "string",  # JSON {tool: count} of the tools the replies call
+    "example": "string",  # the most central call's signature (scrubbed text)
+    "example_call_id": "string",
+    "matched_from": "string",  # the previous cycle's task id this task continues; empty for a new task
+    "similarity": "float64",  # centroid cosine to that previous task
+    "centroid": "string",  # JSON list: what the next cycle matches against
+}
+CLUSTER_COLUMNS = {"call_id": "string", "called_at": "datetime64[us]", "task_id": "string", "signature": "string"}
+
+
+@dataclass(frozen=True)
+class Prices:
+    """LLM prices per 1M tokens, for the spend estimate where a log has no cost of its own."""
+
+    input_usd: float = 2.50
+    output_usd: float = 10.00
+
+
+@dataclass
+class Tasks:
+    task_clusters: pd.DataFrame
+    tasks: pd.DataFrame
+    embeddings: np.ndarray
+    labels: np.ndarray
+
+
+def reply_type(call: dict) -> str:
+    """`tool:<name>` for a tool call, `json` for a JSON object or array, else `text`."""
+    tool_calls = json.loads(call["response_tool_calls"])
+    if tool_calls:
+        return f"tool:{tool_calls[0]['name']}"
+    text = call["response_text"] if isinstance(call["response_text"], str) else ""
+    if text.strip()[:1] in ("{", "["):
+        try:
+            json.loads(text)
+            return "json"
+        except json.JSONDecodeError:
+            pass
+    return "text"
+
+
+def task_signature(call: dict) -> str:
+    """Reply type first, so truncation never loses it; then tools offered, system prompt, last user or tool message."""
+    return "\n".join(_signature_parts(call))
+
+
+def signature_embeddings(signatures: list[str], embed_texts: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """Each signature's structure and message embedded apart, then mixed (see the module's docstring)."""
+    structures, messages = zip(*(s.rsplit("\nmessage: ", 1) for s in signatures)) if signatures else ((), ())
+    mixed = STRUCTURE_WEIGHT * embed_texts(list(structures)) + (1 - STRUCTURE_WEIGHT) * embed_texts(list(messages))
+    return (mixed / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _signature_parts(call: dict) -> list[str]:
+    messages = json.loads(call["messages"])
+    system = next((m["content"] for m in messages if m["role"] == "system" and m.get("content")), "")
+    last = next((m["content"] for m in reversed(messages) if m["role"] in ("user", "tool") and m.get("content")), "")
+    tools = sorted(t["function"]["name"] for t in json.loads(call["tools"]))
+    return [f"reply: {reply_type(call)}", f"tools: {', '.join(tools) or 'none'}", f"system: {system[:PART_CHARS]}",
+            f"message: {last[:PART_CHARS]}"]
+
+
+def embed(texts: list[str], encode: Callable[[list[str]], np.ndarray], warehouse: duckdb.DuckDBPyConnection) -> np.ndarray:
+    """Embeddings of `texts`, from the warehouse's `embedding_cache` where known; only new texts are encoded."""
+    warehouse.execute("create table if not exists embedding_cache (text_hash varchar primary key, embedding float[])")
+    hashes = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+    wanted = pd.DataFrame({"text_hash": list(dict.fromkeys(hashes))})
+    known = dict(warehouse.execute(
+        "select c.text_hash, c.embedding from embedding_cache c join wanted w using (text_hash)"
+    ).fetchall())
+    new = {h: t for h, t in zip(hashes, texts) if h not in known}
+    if new:
+        vectors = encode(list(new.values()))
+        rows = pd.DataFrame({"text_hash": list(new), "embedding": [v.tolist() for v in vectors]})
+        warehouse.execute("insert or ignore into embedding_cache select * from rows")
+        known.update(zip(new, vectors))
+    return np.array([known[h] for h in hashes], dtype=np.float32)
+
+
+def find_tasks(
+    calls: pd.DataFrame,
+    signatures: list[str],
+    embeddings: np.ndarray,
+    previous: pd.DataFrame | None = None,
+    config: ClusterConfig = ClusterConfig(),
+    prices: Prices = Prices(),
+) -> Tasks:
+    """Cluster the calls; tasks matching a previous cycle's task keep its id, new ones get the next free id."""
+    labels = cluster(embeddings, config) if len(calls) else np.array([], dtype=int)
+    ids = _task_ids(centroids(embeddings, labels), previous)
+    task_of = [ids[label] if label >= 0 else NOISE for label in labels]
+    clusters = pd.DataFrame(
+        {"call_id": calls["call_id"], "called_at": calls["called_at"], "task_id": task_of, "signature": signatures}
+    ).astype(CLUSTER_COLUMNS)
+    tasks = _describe(calls, signatures, embeddings, labels, ids, previous, prices)
+    return Tasks(clusters, tasks, embeddings, labels)
+
+
+def _task_ids(new: dict[int, np.ndarray], previous: pd.DataFrame | None) -> dict[int, str]:
+    known = {} if previous is None or previous.empty else {
+        row.task_id: np.array(json.loads(row.centroid), dtype=np.float32) for row in previous.itertuples()
+    }
+    matched = match_to_previous(new, known)
+    taken = [int(t.split("-")[1]) for t in known]
+    next_number = max(taken, default=0) + 1
+    ids = {}
+    for label in sorted(new):
+        if matched.get(label):
+            ids[label] = matched[label]
+        else:
+            ids[label] = f"task-{next_number:03d}"
+            next_number += 1
+    return ids
+
+
+def _describe(calls, signatures, embeddings, labels, ids, previous, prices) -> pd.DataFrame:
+    records = calls.to_dict("records")
+    # a row stands for `occurrences` identical calls: shares count every one of them
+    weight = np.array([r["occurrences"] for r in records], dtype=float)
+    tokens = weight * np.array([_count(r["prompt_tokens"]) + _count(r["completion_tokens"]) for r in records])
+    spend = weight * np.array([_spend(r, prices) for r in records])
+    words = keywords(signatures, labels) if len(calls) else {}
+    central = central_rows(embeddings, labels) if len(calls) else {}
+    previous_centroids = {} if previous is None or previous.empty else dict(zip(previous["task_id"], previous["centroid"]))
+    task_centroids = centroids(embeddings, labels) if len(calls) else {}
+    rows = []
+    for label, task_id in sorted(ids.items(), key=lambda item: item[1]):
+        members = np.flatnonzero(labels == label)
+        member_records = [records[i] for i in members]
+        centroid = task_centroids[label]
+        before = previous_centroids.get(task_id)
+        rows.append({
+            "task_id": task_id,
+            "label": " / ".join(words.get(label, [])[:3]),
+            "keywords": json.dumps(words.get(label, [])),
+            "calls": int(weight[members].sum()),
+            "share_of_calls": float(weight[members].sum() / weight.sum()),
+            "tokens": int(tokens[members].sum()),
+            "share_of_tokens": float(tokens[members].sum() / max(tokens.sum(), 1)),
+            "spend_usd": float(spend[members].sum()),
+            "share_of_spend": float(spend[members].sum() / max(spend.sum(), 1e-12)),
+            "reply_types": json.dumps(_weighted_counts(member_records, lambda r: [reply_type(r)])),
+            "tools": json.dumps(_weighted_counts(
+                member_records, lambda r: [t["name"] for t in json.loads(r["response_tool_calls"])]
+            )),
+            "example": signatures[central[label]],
+            "example_call_id": records[central[label]]["call_id"],
+            "matched_from": task_id if before is not None else "",
+            "similarity": float(np.dot(centroid, np.array(json.loads(before)))) if before is not None else float("nan"),
+            "centroid": json.dumps([round(float(x), 6) for x in centroid]),
+        })
+    return pd.DataFrame(rows, columns=list(TASK_COLUMNS)).astype(TASK_COLUMNS)
+
+
+def _weighted_counts(records: list[dict], names_of: Callable[[dict], list[str]]) -> dict[str, int]:
+    counts: Counter = Counter()
+    for record in records:
+        for name in names_of(record):
+            counts[name] += record["occurrences"]
+    return dict(counts.most_common())
+
+
+def _count(value) -> int:
+    return 0 if pd.isna(value) else int(value)
+
+
+def _spend(record: dict, prices: Prices) -> float:
+    if not pd.isna(record["cost_usd"]):
+        return float(record["cost_usd"])
+    return (_count(record["prompt_tokens"]) * prices.input_usd + _count(record["completion_tokens"]) * prices.output_usd) / 1e6
+
+
+def task_map(embeddings: np.ndarray, task_ids: list[str]) -> bytes:
+    """A PNG of the calls in two dimensions (PCA), one colour per task, unassigned calls in grey."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a build machine or in a Dagster run
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+
+    points = PCA(n_components=2, random_state=0).fit_transform(embeddings) if len(embeddings) > 2 else np.zeros((len(embeddings), 2))
+    figure, axes = plt.subplots(figsize=(8, 6), dpi=100)
+    ids = np.array(task_ids)
+    noise = ids == NOISE
+    axes.scatter(points[noise, 0], points[noise, 1], s=6, c="lightgrey", label=f"{NOISE} ({noise.sum()})")
+    for i, task_id in enumerate(sorted(set(task_ids) - {NOISE})):
+        members = ids == task_id
+        axes.scatter(points[members, 0], points[members, 1], s=8, color=plt.cm.tab20(i % 20), label=f"{task_id} ({members.sum()})")
+    axes.set_title("Calls by task (PCA of task-signature embeddings)")
+    axes.set_xticks([])
+    axes.set_yticks([])
+    axes.legend(fontsize=7, markerscale=2, loc="best")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
