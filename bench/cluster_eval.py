@@ -5,8 +5,10 @@
 Data, under ../shared/data (or SLM_SHARED_DATA); the script skips, saying why, when it is absent:
 - banking77 `test.csv`: 3,080 customer utterances, 77 intents.
 - BFCL v4 `live_*` prompts that call a tool (simple, multiple, parallel, parallel_multiple): 1,351 prompts, each
-  embedded as the pipeline's task signature ("tools: <names offered>\\nuser: <last user message>"); the true task is
-  the file's category with the middle number of the id (`live_multiple_12-4-3` -> multiple/4), one function set.
+  taken as a logged call whose reply is its gold call, and embedded as the pipeline embeds calls
+  (`pipeline.tasks.signature_embeddings`: reply type, tools offered and system prompt mixed with the last user
+  message); the true task is the file's category with the middle number of the id (`live_multiple_12-4-3` ->
+  multiple/4), one function set.
   The irrelevance and relevance files are left out: their prompts are chosen to have no fitting tool, so their
   groups say nothing about which requests recur.
 
@@ -45,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hdbscan  # noqa: E402
 
 from pipeline.clustering import cluster  # noqa: E402
+from pipeline.tasks import signature_embeddings, task_signature  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("SLM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BFCL_CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple")
@@ -88,16 +91,28 @@ def _last_user_message(question: list[list[dict]]) -> str:
 
 
 def bfcl() -> tuple[list[str], np.ndarray]:
-    """Task signatures of the BFCL live prompts and their function-set group."""
-    texts, groups = [], []
+    """The pipeline's task signatures of the BFCL live prompts as logged calls (the gold call as the LLM's reply),
+    and each prompt's function-set group."""
+    signatures, groups = [], []
     for category in BFCL_CATEGORIES:
-        with open(SHARED_DATA / "bfcl_v4" / f"BFCL_v4_live_{category}.json") as lines:
+        folder = SHARED_DATA / "bfcl_v4"
+        gold = {}
+        with open(folder / "possible_answer" / f"BFCL_v4_live_{category}.json") as lines:
+            for line in lines:
+                answer = json.loads(line)
+                gold[answer["id"]] = next(iter(answer["ground_truth"][0]))
+        with open(folder / f"BFCL_v4_live_{category}.json") as lines:
             for line in lines:
                 record = json.loads(line)
-                tools = ", ".join(function["name"] for function in record["function"])
-                texts.append(f"tools: {tools}\nuser: {_last_user_message(record['question'])}")
+                call = {
+                    "messages": json.dumps([{"role": "user", "content": _last_user_message(record["question"])}]),
+                    "tools": json.dumps([{"type": "function", "function": f} for f in record["function"]]),
+                    "response_text": None,
+                    "response_tool_calls": json.dumps([{"id": "c", "name": gold[record["id"]], "arguments": {}}]),
+                }
+                signatures.append(task_signature(call))
                 groups.append(f"{category}/{record['id'].rsplit('_', 1)[1].split('-')[1]}")
-    return texts, pd.factorize(pd.Series(groups))[0]
+    return signatures, pd.factorize(pd.Series(groups))[0]
 
 
 def _noise_as_singletons(labels: np.ndarray) -> np.ndarray:
@@ -172,8 +187,8 @@ def main() -> None:
         return
     texts, truth = banking77("test")
     score("banking77 test (intents)", embed(texts), truth)
-    texts, truth = bfcl()
-    score("BFCL live (function sets)", embed(texts), truth)
+    signatures, truth = bfcl()
+    score("BFCL live (function sets)", signature_embeddings(signatures, embed), truth)
     if not args.no_timing:
         train, _ = banking77("train")
         time_50k(np.vstack([embed(train), embed(banking77("test")[0])]))
