@@ -21,6 +21,11 @@ from pipeline.scrub import open_analyzer, scrub_calls, scrub_texts
             description="Per call, how many values of each entity type each recognizer removed (never the values).",
             metadata={"partition_expr": "called_at"},
         ),
+        "pii_vault": AssetOut(
+            description="Only with SLM_VAULT_KEY set: per call, its placeholder -> raw value mapping, Fernet-encrypted.",
+            metadata={"partition_expr": "called_at"},
+            is_required=False,
+        ),
         "quarantine": AssetOut(
             description="Every record or call a step could not use, with step, file, line, reason and a scrubbed excerpt.",
             metadata={"partition_expr": "called_at"},
@@ -74,6 +79,8 @@ def scrub(context: AssetExecutionContext, raw_calls: pd.DataFrame, collect_rejec
             "by_recognizer": counts_table(stats.recognizers, "recognizer"),
         },
     )
+    if config.vault_key:
+        yield Output(scrubbed.vault, "pii_vault", metadata={"calls_sealed": len(scrubbed.vault)})
     reasons = quarantine.groupby(["step", "reason"]).size()
     yield Output(
         quarantine,

@@ -48,6 +48,7 @@ def _scrubber(settings: Settings) -> PiiScrubber:
         deny_lists=lists.get("deny_lists") or {},
         patterns=lists.get("patterns") or {},
         allow=lists.get("allow") or [],
+        vault_key=settings.vault_key,
     )
 
 

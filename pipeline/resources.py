@@ -64,6 +64,7 @@ class PiiScrubber(ConfigurableResource):
     deny_lists: dict[str, list[str]] = {}  # entity type -> values (user ids, names) always removed
     patterns: dict[str, list[str]] = {}  # entity type -> regexes (account numbers) always removed
     allow: list[str] = []  # regexes of whole values never removed (order ids, SKUs)
+    vault_key: str = ""  # a Fernet key: keep an encrypted placeholder -> value mapping per call in `pii_vault`
 
     def config(self) -> ScrubConfig:
         return ScrubConfig(
@@ -75,6 +76,7 @@ class PiiScrubber(ConfigurableResource):
             deny_lists=dict(self.deny_lists),
             patterns=dict(self.patterns),
             allow=list(self.allow),
+            vault_key=self.vault_key,
         )
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pandas as pd
+from cryptography.fernet import Fernet
 from presidio_analyzer import RecognizerResult
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
@@ -37,6 +38,7 @@ MIN_DIGITS_TO_SCAN = 6  # numbers this long in JSON (a card or phone stored as a
 Finding = tuple[str, int, int, float, str]  # entity type, start, end, score, recognizer
 
 CLEAN_COLUMNS = {name: dtype for name, dtype in CALL_COLUMNS.items() if name != "content_hash"} | {"pii_findings": "int64"}
+VAULT_COLUMNS = {"call_id": "string", "called_at": "datetime64[us]", "sealed": "string"}
 AUDIT_COLUMNS = {"call_id": "string", "called_at": "datetime64[us]", "entity_type": "string", "recognizer": "string", "count": "int64"}
 
 
@@ -57,6 +59,7 @@ class ScrubConfig:
     deny_lists: dict[str, list[str]] = field(default_factory=dict)  # entity type -> values to always remove
     patterns: dict[str, list[str]] = field(default_factory=dict)  # entity type -> regexes to always remove
     allow: list[str] = field(default_factory=list)  # regexes of whole values that are never personal (order ids)
+    vault_key: str = ""  # a Fernet key: keep each call's placeholder -> value mapping, encrypted; empty keeps none
 
 
 @dataclass
@@ -79,6 +82,7 @@ class Scrubbed:
     clean_calls: pd.DataFrame
     pii_audit: pd.DataFrame
     rejects: pd.DataFrame
+    vault: pd.DataFrame  # empty unless the config has a vault key
     stats: ScrubStats
 
 
@@ -94,7 +98,8 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
     anonymizer.add_anonymizer(_Pseudonym)
     sessions: dict[str, dict] = {}
     stats = ScrubStats(calls=len(calls), texts=sum(map(len, texts_per_call)), distinct_texts=len(distinct))
-    clean, audit, rejects = [], [], []
+    vault = Fernet(config.vault_key.encode()) if config.vault_key else None
+    clean, audit, rejects, sealed = [], [], [], []
     for call, texts in zip(calls, texts_per_call):
         failures = sorted({findings[t] for t in texts if isinstance(findings[t], str)})
         if failures:
@@ -121,6 +126,10 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
         scrubbed["session_id"] = _pseudonymous_id(call["session_id"])
         scrubbed["pii_findings"] = sum(counts.values())
         clean.append(scrubbed)
+        if vault and counts:
+            values = {placeholder: value for of_type in mapping.values() for value, placeholder in of_type.items()}
+            token = vault.encrypt(json.dumps(values, ensure_ascii=False).encode()).decode()
+            sealed.append({"call_id": call["call_id"], "called_at": call["called_at"], "sealed": token})
         audit += [
             {"call_id": call["call_id"], "called_at": call["called_at"], "entity_type": k, "recognizer": r, "count": n}
             for (k, r), n in sorted(counts.items())
@@ -130,7 +139,11 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
     stats.recognizers = _totals(audit, "recognizer")
     stats.seconds = time.perf_counter() - started
     return Scrubbed(
-        typed_frame(clean, CLEAN_COLUMNS), typed_frame(audit, AUDIT_COLUMNS), typed_frame(rejects, QUARANTINE_COLUMNS), stats
+        typed_frame(clean, CLEAN_COLUMNS),
+        typed_frame(audit, AUDIT_COLUMNS),
+        typed_frame(rejects, QUARANTINE_COLUMNS),
+        typed_frame(sealed, VAULT_COLUMNS),
+        stats,
     )
 
 

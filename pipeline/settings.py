@@ -19,6 +19,7 @@ class Settings:
     scrub_processes: int = 2  # SLM_SCRUB_PROCESSES: Presidio worker processes (0: in the run's process)
     scrub_scope: str = "call"  # SLM_SCRUB_SCOPE: placeholders consistent per "call" or per "session"
     scrub_config: Path | None = None  # SLM_SCRUB_CONFIG: YAML with `deny_lists` and `patterns` per entity type
+    vault_key: str = ""  # SLM_VAULT_KEY: a Fernet key turns on the encrypted vault of raw values (off: none kept)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -33,6 +34,7 @@ class Settings:
             scrub_processes=int(os.environ.get("SLM_SCRUB_PROCESSES", 2)),
             scrub_scope=os.environ.get("SLM_SCRUB_SCOPE", "call"),
             scrub_config=Path(os.environ["SLM_SCRUB_CONFIG"]) if os.environ.get("SLM_SCRUB_CONFIG") else None,
+            vault_key=os.environ.get("SLM_VAULT_KEY", ""),
         )
 
     @property

@@ -161,3 +161,16 @@ def test_demo_logs_become_tasks_with_a_partition_each_and_a_map(tmp_path):
     clustered = table(settings, "select count(*), count(distinct task_id) from task_clusters")[0]
     assert clustered[0] == table(settings, "select count(*) from clean_calls")[0][0]
     assert (settings.home / "reports" / "task_map.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_with_a_vault_key_the_raw_values_are_sealed_in_pii_vault(tmp_path):
+    from dataclasses import replace
+
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    settings = replace(settings_for(tmp_path), vault_key=key)
+    (tmp_path / "logs" / "calls.jsonl").write_text(record("mail jane.doe@example.com", "x", NOV_4) + "\n")
+    assert materialize_days(settings, "2025-11-04", "2025-11-04").success
+    [(sealed,)] = table(settings, "select sealed from pii_vault")
+    assert json.loads(Fernet(key.encode()).decrypt(sealed.encode())) == {"<EMAIL_ADDRESS_1>": "jane.doe@example.com"}

@@ -147,3 +147,18 @@ def test_reply_json_is_left_byte_for_byte_when_nothing_in_it_is_personal():
     reply = '{"order_id":"AC-1","amount":12.5}'
     [clean] = scrub_calls(raw(call("c1", "refund", reply=reply)), RegexAnalyzer(), ScrubConfig(processes=0)).clean_calls.to_dict("records")
     assert clean["response_text"] == reply
+
+
+def test_the_vault_keeps_raw_values_only_encrypted_and_only_when_turned_on():
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    calls = raw(call("c1", "Alice Smith wrote from alice@example.com"), call("c2", "nothing personal"))
+    sealed = scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0, vault_key=key)).vault
+    row = sealed.set_index("call_id").loc["c1"]
+    assert "Alice" not in row["sealed"]
+    assert json.loads(Fernet(key.encode()).decrypt(row["sealed"].encode())) == {
+        "<PERSON_1>": "Alice Smith", "<EMAIL_ADDRESS_1>": "alice@example.com",
+        "<EMAIL_ADDRESS_2>": "alice.smith@example.com",  # in the tool definition's description
+    }
+    assert scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0)).vault.empty
