@@ -69,13 +69,15 @@ def reply_type(call: dict) -> str:
     if tool_calls:
         return f"tool:{tool_calls[0]['name']}"
     text = call["response_text"] if isinstance(call["response_text"], str) else ""
-    if text.strip()[:1] in ("{", "["):
-        try:
-            json.loads(text)
-            return "json"
-        except json.JSONDecodeError:
-            pass
-    return "text"
+    return "json" if text.strip()[:1] in ("{", "[") and _is_json(text) else "text"
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def task_signature(call: dict) -> str:
