@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hdbscan  # noqa: E402
 
 from pipeline.clustering import cluster  # noqa: E402
-from pipeline.tasks import signature_embeddings, task_signature  # noqa: E402
+from pipeline.tasks import signature_embeddings, split_by_structure, task_signature  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("SLM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BFCL_CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple")
@@ -130,22 +130,19 @@ def _kmeans(embeddings: np.ndarray, k: int) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(embeddings)
 
 
-def _ours(embeddings: np.ndarray, _: int) -> np.ndarray:
-    return cluster(embeddings)
-
-
-METHODS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
-    "ours (PCA + hdbscan)": _ours,
-    "hdbscan, raw, defaults": _hdbscan_raw,
-    "k-means, true k": _kmeans,
-}
-
-
-def score(name: str, embeddings: np.ndarray, truth: np.ndarray) -> None:
+def score(name: str, embeddings: np.ndarray, truth: np.ndarray, signatures: list[str] | None = None) -> None:
+    """Ours is the step's own task finding: clustering, then, where the points are calls, the split that keeps
+    each task to one reply type and one tool set."""
     k = len(np.unique(truth))
+    ours = (lambda e, _: split_by_structure(cluster(e), signatures)) if signatures else (lambda e, _: cluster(e))
+    methods: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+        "ours (PCA + hdbscan)": ours,
+        "hdbscan, raw, defaults": _hdbscan_raw,
+        "k-means, true k": _kmeans,
+    }
     print(f"\n{name}: {len(truth)} points, {k} true tasks")
     print(f"{'method':<26}{'ARI':>7}{'NMI':>7}{'noise':>7}{'tasks':>7}{'seconds':>9}")
-    for method, run in METHODS.items():
+    for method, run in methods.items():
         started = time.perf_counter()
         labels = run(embeddings, k)
         seconds = time.perf_counter() - started
@@ -188,7 +185,7 @@ def main() -> None:
     texts, truth = banking77("test")
     score("banking77 test (intents)", embed(texts), truth)
     signatures, truth = bfcl()
-    score("BFCL live (function sets)", signature_embeddings(signatures, embed), truth)
+    score("BFCL live (function sets)", signature_embeddings(signatures, embed), truth, signatures)
     if not args.no_timing:
         train, _ = banking77("train")
         time_50k(np.vstack([embed(train), embed(banking77("test")[0])]))

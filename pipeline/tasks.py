@@ -127,7 +127,7 @@ def find_tasks(
     prices: Prices = Prices(),
 ) -> Tasks:
     """Cluster the calls; tasks matching a previous cycle's task keep its id, new ones get the next free id."""
-    labels = cluster(embeddings, config) if len(calls) else np.array([], dtype=int)
+    labels = split_by_structure(cluster(embeddings, config), signatures) if len(calls) else np.array([], dtype=int)
     ids = _task_ids(centroids(embeddings, labels), previous)
     task_of = [ids[label] if label >= 0 else NOISE for label in labels]
     clusters = pd.DataFrame(
@@ -135,6 +135,15 @@ def find_tasks(
     ).astype(CLUSTER_COLUMNS)
     tasks = _describe(calls, signatures, embeddings, labels, ids, previous, prices)
     return Tasks(clusters, tasks, embeddings, labels)
+
+
+def split_by_structure(labels: np.ndarray, signatures: list[str]) -> np.ndarray:
+    """A task never mixes reply types or tool sets: calls that need another kind of answer, or are offered other
+    tools, are another task even where their embeddings lie close (neighbouring function sets, one agent's tools)."""
+    structure = ["\n".join(s.split("\n", 2)[:2]) for s in signatures]  # the reply and tools lines
+    keys = [f"{label}\n{key}" if label >= 0 else "" for label, key in zip(labels, structure)]
+    split = pd.factorize(pd.Series(keys))[0]
+    return np.where(labels >= 0, split, -1)
 
 
 def _task_ids(new: dict[int, np.ndarray], previous: pd.DataFrame | None) -> dict[int, str]:

@@ -117,3 +117,12 @@ def test_the_structure_of_a_call_weighs_more_than_its_message():
     summary = task_signature(clean_call(3, "I was charged twice", system="Summarize.", reply="ok"))
     a, b, c = signature_embeddings([charged, down, summary], encode)
     assert a @ b > a @ c  # the same job on another topic is closer than another job on the same topic
+
+
+def test_calls_needing_another_kind_of_answer_are_another_task_even_when_they_embed_alike():
+    embeddings = blobs(CENTRES[:1], 40, seed=6)
+    rows = [clean_call(i, "same words", tool_calls=ROUTE if i % 2 else None, reply=None if i % 2 else "ok") for i in range(40)]
+    calls, signatures = typed_frame(rows, CLEAN_COLUMNS), [task_signature(r) for r in rows]
+    mixes = [json.loads(reply_types) for reply_types in find_tasks(calls, signatures, embeddings).tasks["reply_types"]]
+    assert all(len(mix) == 1 for mix in mixes)
+    assert {kind for mix in mixes for kind in mix} == {"text", "tool:route_ticket"}
