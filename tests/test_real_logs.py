@@ -1,12 +1,12 @@
 """The collector on logs written by other people: ToolBench agent trajectories and BFCL prompts with gold calls."""
 
 import json
-
-import pandas as pd
+from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
+
 from pipeline.collect import LogFile, assemble, parse_log_file
-from datetime import datetime
 
 
 def collect_folder(folder: Path):
