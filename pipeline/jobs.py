@@ -2,7 +2,11 @@
 
 from dagster import AssetSelection, define_asset_job
 
+from pipeline.partitions import tasks
+
 # Collect and scrub work day by day; a range of days runs as one run (their backfill policy).
 collect_and_scrub = define_asset_job("collect_and_scrub", AssetSelection.groups("collect", "scrub"))
 # Clustering reads every clean call at once.
 find_tasks = define_asset_job("find_tasks", AssetSelection.groups("tasks"))
+# Steps 4–5 work task by task: one run per task partition, so one task's failure leaves the others alone.
+convert_tasks = define_asset_job("convert_tasks", AssetSelection.groups("pick", "finetune"), partitions_def=tasks)

@@ -1,4 +1,4 @@
-"""Dagster resources: the log folder the pipeline reads from, and how it scrubs."""
+"""Dagster resources: the log folder the pipeline reads from, how it scrubs, and the models it converts to."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import shutil
 from datetime import date, datetime
 from pathlib import Path
 
+import yaml
 from dagster import ConfigurableResource
 
+from finetune.candidates import Candidate, load_candidates
+from finetune.train import TrainConfig
 from pipeline.collect import Collection, LogFile, assemble, find_log_files, read_log_file
 from pipeline.demo import write_demo_logs
 from pipeline.scrub import ScrubConfig
+from pipeline.selection import SelectionConfig
 
 
 class LogSource(ConfigurableResource):
@@ -89,3 +93,37 @@ class Reports(ConfigurableResource):
         folder = Path(self.home) / "reports"
         folder.mkdir(parents=True, exist_ok=True)
         return folder / name
+
+
+class Conversion(ConfigurableResource):
+    """Steps 4–5: the candidate SLMs, the selection policy, the training settings, and where models and adapters live.
+
+    `config_file` is YAML with optional `selection:` and `training:` sections whose keys are the fields of
+    `SelectionConfig` and `TrainConfig`; what it leaves out keeps the default.
+    """
+
+    home: str
+    candidates_file: str = ""
+    config_file: str = ""
+
+    def candidates(self) -> list[Candidate]:
+        return load_candidates(Path(self.candidates_file) if self.candidates_file else None)
+
+    def selection(self) -> SelectionConfig:
+        return SelectionConfig(**self._section("selection"))
+
+    def training(self) -> TrainConfig:
+        return TrainConfig(**self._section("training"))
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home)
+
+    @property
+    def adapters_root(self) -> Path:
+        return Path(self.home) / "adapters"
+
+    def _section(self, name: str) -> dict:
+        if not self.config_file:
+            return {}
+        return (yaml.safe_load(Path(self.config_file).read_text()) or {}).get(name) or {}

@@ -20,6 +20,8 @@ class Settings:
     scrub_scope: str = "call"  # SLM_SCRUB_SCOPE: placeholders consistent per "call" or per "session"
     scrub_config: Path | None = None  # SLM_SCRUB_CONFIG: YAML with `deny_lists` and `patterns` per entity type
     vault_key: str = ""  # SLM_VAULT_KEY: a Fernet key turns on the encrypted vault of raw values (off: none kept)
+    candidates_file: Path | None = None  # SLM_CANDIDATES: YAML of more candidate SLMs (see finetune/candidates.yaml)
+    config_file: Path | None = None  # SLM_CONFIG: YAML with `selection` and `training` settings for steps 4–5
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -33,10 +35,16 @@ class Settings:
             executor=os.environ.get("SLM_EXECUTOR", "multiprocess"),
             scrub_processes=int(os.environ.get("SLM_SCRUB_PROCESSES", 2)),
             scrub_scope=os.environ.get("SLM_SCRUB_SCOPE", "call"),
-            scrub_config=Path(os.environ["SLM_SCRUB_CONFIG"]) if os.environ.get("SLM_SCRUB_CONFIG") else None,
+            scrub_config=_path(os.environ.get("SLM_SCRUB_CONFIG")),
             vault_key=os.environ.get("SLM_VAULT_KEY", ""),
+            candidates_file=_path(os.environ.get("SLM_CANDIDATES")),
+            config_file=_path(os.environ.get("SLM_CONFIG")),
         )
 
     @property
     def warehouse(self) -> str:
         return self.warehouse_url or str(self.home / "warehouse.duckdb")
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None

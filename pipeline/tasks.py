@@ -246,3 +246,12 @@ def task_map(embeddings: np.ndarray, task_ids: list[str]) -> bytes:
     figure.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def task_calls(warehouse: duckdb.DuckDBPyConnection, task_id: str) -> pd.DataFrame:
+    """One task's clean calls with their signatures, oldest first: what steps 4–6 work from."""
+    return warehouse.execute(
+        "select c.*, t.signature from clean_calls c join task_clusters t using (call_id) "
+        "where t.task_id = ? order by c.called_at, c.call_id",
+        [task_id],
+    ).df()

@@ -1,0 +1,100 @@
+"""Step 5's registry of trained adapters: `SLM_HOME/adapters/<task>/v<N>/`, one folder per training run.
+
+Each folder holds the adapter (safetensors), its peft config and `manifest.json`: the base model and its file hash,
+a hash of the exact training data, the hyperparameters, the loss curve and the duration. The folders are the
+registry; the `adapters` table is read from them, so it can always be rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from finetune.models import base_model_sha256
+from finetune.train import TrainConfig, train_adapter
+
+MANIFEST = "manifest.json"
+ADAPTER_COLUMNS = {
+    "task_id": "string",
+    "version": "int64",
+    "candidate": "string",
+    "base_sha256": "string",
+    "data_sha256": "string",
+    "train_calls": "int64",
+    "steps": "int64",
+    "final_loss": "float64",
+    "loss_curve": "string",  # JSON list, one loss per step
+    "seconds": "float64",
+    "tokens_per_second": "float64",
+    "peak_memory_mb": "float64",
+    "hyperparameters": "string",  # JSON
+    "path": "string",
+    "trained_at": "datetime64[us]",
+}
+
+
+def train_task_adapter(
+    task_id: str,
+    candidate: str,
+    checkpoint: Path,
+    examples: list[dict[str, str]],
+    root: Path,
+    config: TrainConfig = TrainConfig(),
+    on_log: Callable[[int, int, float], None] | None = None,
+) -> dict:
+    """Train the task's next adapter version and register it; returns its manifest."""
+    version = max(versions(root, task_id), default=0) + 1
+    folder = root / task_id / f"v{version}"
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    result = train_adapter(checkpoint, examples, staging, config, on_log)
+    shutil.rmtree(staging / "trainer", ignore_errors=True)
+    manifest = {
+        "task_id": task_id,
+        "version": version,
+        "candidate": candidate,
+        "base_checkpoint": str(checkpoint),
+        "base_sha256": base_model_sha256(checkpoint),
+        "data_sha256": data_sha256(examples),
+        "train_calls": len(examples),
+        "steps": result.steps,
+        "final_loss": result.loss_curve[-1] if result.loss_curve else float("nan"),
+        "loss_curve": result.loss_curve,
+        "seconds": round(result.seconds, 2),
+        "tokens_per_second": round(result.tokens_per_second, 1),
+        "peak_memory_mb": round(result.peak_memory_mb, 1),
+        "hyperparameters": result.hyperparameters,
+        "path": str(folder),
+        "trained_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    staging.rename(folder)  # a version appears whole or not at all
+    return manifest
+
+
+def versions(root: Path, task_id: str) -> list[int]:
+    return sorted(int(p.parent.name[1:]) for p in (root / task_id).glob(f"v*/{MANIFEST}"))
+
+
+def registry(root: Path, task_id: str) -> pd.DataFrame:
+    """Every registered version of the task's adapter, oldest first."""
+    rows = []
+    for version in versions(root, task_id):
+        manifest = json.loads((root / task_id / f"v{version}" / MANIFEST).read_text())
+        rows.append({
+            **{k: manifest[k] for k in ADAPTER_COLUMNS if k not in ("loss_curve", "hyperparameters", "trained_at")},
+            "loss_curve": json.dumps(manifest["loss_curve"]),
+            "hyperparameters": json.dumps(manifest["hyperparameters"]),
+            "trained_at": pd.Timestamp(manifest["trained_at"]),
+        })
+    return pd.DataFrame(rows, columns=list(ADAPTER_COLUMNS)).astype(ADAPTER_COLUMNS)
+
+
+def data_sha256(examples: list[dict[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(examples, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

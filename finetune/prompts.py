@@ -1,0 +1,83 @@
+"""The one convention that turns a logged call into model input and its reply into the training target.
+
+Training, evaluation and serving all render through here, so an adapter always sees the input it was trained on:
+- the system turn holds the call's system prompt, then the tools offered, one JSON line each;
+- the conversation follows turn by turn; a tool result stays a `tool` turn;
+- a tool call, in the history or as the reply, is JSON in the assistant turn: `{"name": ..., "arguments": {...}}`,
+  a list of such objects for several calls;
+- few-shot examples, when given, come between the system turn and the conversation as user/assistant pairs;
+- the loss falls on the reply only (trl's prompt/completion split does that).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from transformers import PreTrainedTokenizerBase
+
+from pipeline.tasks import reply_type
+
+TOOL_INSTRUCTION = 'To call a tool, reply with JSON only: {"name": <tool name>, "arguments": {<arguments>}}.'
+
+
+def reply_kind(call: dict) -> str:
+    """`tool`, `json` or `text`: which metrics judge the reply."""
+    kind = reply_type(call)
+    return "tool" if kind.startswith("tool:") else kind
+
+
+def target_text(call: dict) -> str:
+    """The reply as the model should write it."""
+    tool_calls = json.loads(call["response_tool_calls"])
+    if tool_calls:
+        return _tool_calls_json(tool_calls)
+    return call["response_text"] or ""
+
+
+def chat_messages(call: dict, examples: Sequence[dict] = ()) -> list[dict]:
+    messages = json.loads(call["messages"])
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system" and m.get("content"))
+    tools = json.loads(call["tools"])
+    if tools:
+        lines = [json.dumps(t["function"], ensure_ascii=False, separators=(",", ":")) for t in tools]
+        system = "\n\n".join(filter(None, [system, "Tools:\n" + "\n".join(lines), TOOL_INSTRUCTION]))
+    turns = [{"role": "system", "content": system}] if system else []
+    for example in examples:
+        turns += [{"role": "user", "content": _last_input(example)}, {"role": "assistant", "content": target_text(example)}]
+    turns += [{"role": m["role"], "content": _turn_text(m)} for m in messages if m["role"] != "system"]
+    return turns
+
+
+def prompt_text(tokenizer: PreTrainedTokenizerBase, call: dict, examples: Sequence[dict] = ()) -> str:
+    """The rendered input up to where the model starts its reply."""
+    return tokenizer.apply_chat_template(chat_messages(call, examples), tokenize=False, add_generation_prompt=True)
+
+
+def training_example(tokenizer: PreTrainedTokenizerBase, call: dict) -> dict[str, str]:
+    """trl's prompt/completion form; trl appends the end-of-turn token to the completion."""
+    return {"prompt": prompt_text(tokenizer, call), "completion": target_text(call)}
+
+
+def _turn_text(message: dict) -> str:
+    if message.get("tool_calls"):
+        calls = [{"name": c["function"]["name"], "arguments": _arguments(c["function"]["arguments"])} for c in message["tool_calls"]]
+        return _tool_calls_json(calls)
+    return message.get("content") or ""
+
+
+def _last_input(call: dict) -> str:
+    messages = json.loads(call["messages"])
+    return next((_turn_text(m) for m in reversed(messages) if m["role"] in ("user", "tool")), "")
+
+
+def _tool_calls_json(calls: list[dict]) -> str:
+    objects = [{"name": c["name"], "arguments": c["arguments"]} for c in calls]
+    return json.dumps(objects[0] if len(objects) == 1 else objects, ensure_ascii=False)
+
+
+def _arguments(raw):
+    try:
+        return json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError:
+        return raw

@@ -1,0 +1,90 @@
+"""Step 4, candidates: split a task's calls by time, profile it, and choose the candidate SLM to fine-tune.
+
+The held-out share is the newest calls, never trained on: a model is judged on calls that came after everything
+it learned from, as it would be in service. Each reply type (each tool, JSON, text) is split apart so every one
+appears on both sides where it has at least two calls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pipeline.tasks import reply_type
+
+POLICIES = ("score_per_cost", "best_score")
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    held_out_share: float = 0.2
+    min_calls: int = 30  # a task with fewer is skipped: too little to train on and judge
+    score_sample: int = 8  # held-out calls each candidate is scored on, zero-shot and few-shot
+    few_shot: int = 2  # nearest training calls shown as examples
+    policy: str = "score_per_cost"
+    pins: dict[str, str] = field(default_factory=dict)  # task id → candidate name, chosen whatever the scores
+
+
+@dataclass(frozen=True)
+class Profile:
+    input_p50: int
+    input_p95: int
+    output_p50: int
+    output_p95: int
+    longest: int  # input and output of the longest call
+    reply_types: dict[str, int]
+    tools: list[str]
+
+
+def split_by_time(calls: pd.DataFrame, held_out_share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, held_out): per reply type, the newest `held_out_share` of the calls, at least one, are held out."""
+    calls = calls.sort_values(["called_at", "call_id"], kind="stable")
+    kinds = pd.Series([reply_type(c) for c in calls.to_dict("records")], index=calls.index)
+    held_out = []
+    for _, group in calls.groupby(kinds, sort=False):
+        if len(group) >= 2:
+            held_out.extend(group.index[-max(1, math.floor(len(group) * held_out_share)):])
+    is_held_out = calls.index.isin(held_out)
+    return calls[~is_held_out], calls[is_held_out]
+
+
+def profile(calls: pd.DataFrame, input_tokens: list[int], output_tokens: list[int]) -> Profile:
+    kinds = [reply_type(c) for c in calls.to_dict("records")]
+    totals = np.array(input_tokens) + np.array(output_tokens)
+    return Profile(
+        input_p50=int(np.percentile(input_tokens, 50)),
+        input_p95=int(np.percentile(input_tokens, 95)),
+        output_p50=int(np.percentile(output_tokens, 50)),
+        output_p95=int(np.percentile(output_tokens, 95)),
+        longest=int(totals.max()),
+        reply_types=dict(pd.Series(kinds).value_counts()),
+        tools=sorted({k.removeprefix("tool:") for k in kinds if k.startswith("tool:")}),
+    )
+
+
+def unfit_reason(task: Profile, context_length: int, tool_calling: bool) -> str:
+    """Why a candidate cannot serve the task, or "" where it can."""
+    if task.tools and not tool_calling:
+        return f"the task calls tools ({', '.join(task.tools)}) and the model has no tool calling"
+    if task.input_p95 + task.output_p95 > context_length:
+        return f"p95 call length {task.input_p95 + task.output_p95} tokens exceeds its context of {context_length}"
+    return ""
+
+
+def choose(scores: pd.DataFrame, policy: str = "score_per_cost", pinned: str = "") -> str:
+    """The candidate to fine-tune, from one row per candidate with `candidate`, `score`, `cost` and `parameters`.
+
+    `score_per_cost` ranks by score over serving cost; `best_score` by score alone. Ties go to the smaller model.
+    """
+    if pinned:
+        return pinned
+    if policy not in POLICIES:
+        raise ValueError(f"selection policy {policy!r}: expected one of {', '.join(POLICIES)}")
+    if scores.empty:
+        return ""
+    value = scores["score"] / scores["cost"].clip(lower=1e-9) if policy == "score_per_cost" else scores["score"]
+    ranked = scores.assign(value=value.round(9)).sort_values(["value", "parameters"], ascending=[False, True])
+    return str(ranked["candidate"].iloc[0])

