@@ -4,11 +4,10 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, MetadataValue, Output, asset
 from dagster_duckdb import DuckDBResource
 
-from finetune.models import embedding_model
+from assets.inputs import calls_and_embeddings, encode
 from finetune.pick import pick_candidate
 from pipeline.partitions import tasks as task_partitions
 from pipeline.resources import Conversion
-from pipeline.tasks import embed, signature_embeddings, task_calls
 
 
 @asset(
@@ -20,11 +19,7 @@ from pipeline.tasks import embed, signature_embeddings, task_calls
 def slm_selection(context: AssetExecutionContext, warehouse: DuckDBResource, conversion: Conversion) -> Output[pd.DataFrame]:
     """Profile the task with each candidate SLM, score the ones that fit it zero- and few-shot, choose one."""
     task_id = context.partition_key
-    model = embedding_model()
-    encode = lambda texts: model.encode(texts, batch_size=64, normalize_embeddings=True)  # noqa: E731
-    with warehouse.get_connection() as connection:
-        calls = task_calls(connection, task_id)
-        embeddings = signature_embeddings(list(calls["signature"]), lambda texts: embed(texts, encode, connection))
+    calls, embeddings = calls_and_embeddings(warehouse, task_id)
     picked = pick_candidate(task_id, calls, embeddings, conversion.candidates(), conversion.home_path, conversion.selection(), encode)
     context.log.info(f"{task_id}: {picked.chosen or 'no candidate'} ({picked.reason})")
     shown = picked.table.drop(columns=["task_id", "context_length", "serving_usd_per_1m_tokens"])

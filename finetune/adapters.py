@@ -2,7 +2,8 @@
 
 Each folder holds the adapter (safetensors), its peft config and `manifest.json`: the base model and its file hash,
 a hash of the exact training data, the hyperparameters, the loss curve and the duration. The folders are the
-registry; the `adapters` table is read from them, so it can always be rebuilt.
+registry; the `adapters` table is read from them, so it can always be rebuilt. `promotions.jsonl` beside them is
+step 6's history of which version serves the task.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from finetune.models import base_model_sha256
 from finetune.train import TrainConfig, train_adapter
 
 MANIFEST = "manifest.json"
+PROMOTIONS = "promotions.jsonl"  # per task, beside its versions
 ADAPTER_COLUMNS = {
     "task_id": "string",
     "version": "int64",
@@ -98,3 +100,19 @@ def registry(root: Path, task_id: str) -> pd.DataFrame:
 
 def data_sha256(examples: list[dict[str, str]]) -> str:
     return hashlib.sha256(json.dumps(examples, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def promotions(root: Path, task_id: str) -> list[dict]:
+    """The task's promotion history, oldest first: every challenger judged, promoted or not."""
+    path = root / task_id / PROMOTIONS
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def promoted_version(root: Path, task_id: str) -> int | None:
+    promoted = [entry["version"] for entry in promotions(root, task_id) if entry["promoted"]]
+    return promoted[-1] if promoted else None
+
+
+def record_promotion(root: Path, task_id: str, entry: dict) -> None:
+    with (root / task_id / PROMOTIONS).open("a") as history:
+        history.write(json.dumps(entry) + "\n")

@@ -1,4 +1,5 @@
-"""Score a model on held-out calls against the LLM's own logged replies (steps 4 and 6).
+"""Score models on held-out calls against the LLM's own logged replies (steps 4 and 6), and step 6's evaluation of
+a task: the base model zero-shot and few-shot beside its adapters, on the same held-out calls.
 
 Generation is bounded by the task's reply length, so a model that never stops costs a bounded time and scores low
 rather than hanging the run.
@@ -8,14 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from finetune.adapters import promoted_version, promotions, record_promotion, versions
 from finetune.generate import generate
-from finetune.prompts import prompt_text, target_text
-from pipeline.metrics import score_replies
+from finetune.models import load_base
+from finetune.prompts import prompt_text, reply_kind, target_text
+from pipeline.decision import Decision, DecisionConfig, decide, promote
+from pipeline.metrics import bootstrap_ci, score_replies
+from pipeline.selection import SelectionConfig, split_by_time
 
 MAX_NEW_TOKENS = 512
 
@@ -48,6 +56,22 @@ def score_model(
     return Scored(scores, generated.texts, generated.tokens_per_second, generated.seconds_per_call)
 
 
+def held_out_sample(
+    calls: pd.DataFrame, embeddings: np.ndarray, selection: SelectionConfig, size: int
+) -> tuple[pd.DataFrame, list[dict], list[list[dict]]]:
+    """(training calls, up to `size` held-out calls spread over the held-out period, each one's few-shot examples)."""
+    train, held_out = split_by_time(calls, selection.held_out_share)
+    sample = held_out.iloc[np.unique(np.linspace(0, len(held_out) - 1, min(size, len(held_out))).astype(int))]
+    position = {call_id: i for i, call_id in enumerate(calls["call_id"])}
+    examples = nearest_examples(
+        embeddings[[position[c] for c in sample["call_id"]]],
+        embeddings[[position[c] for c in train["call_id"]]],
+        train.to_dict("records"),
+        selection.few_shot,
+    )
+    return train, sample.to_dict("records"), examples
+
+
 def nearest_examples(queries: np.ndarray, pool: np.ndarray, pool_calls: Sequence[dict], k: int) -> list[list[dict]]:
     """For each query embedding, the `k` most similar pool calls (embeddings are unit length), nearest last so it
     sits next to the call it illustrates."""
@@ -55,3 +79,97 @@ def nearest_examples(queries: np.ndarray, pool: np.ndarray, pool_calls: Sequence
         return [[] for _ in range(len(queries))]
     nearest = np.argsort(-(queries @ pool.T), axis=1)[:, :k]
     return [[pool_calls[j] for j in reversed(row)] for row in nearest]
+
+
+EVALUATION_COLUMNS = {
+    "task_id": "string",
+    "variant": "string",  # zero_shot, few_shot, or adapter
+    "candidate": "string",
+    "adapter_version": "int64",  # 0 for the base model
+    "calls": "int64",
+    "score": "float64",
+    "ci_low": "float64",
+    "ci_high": "float64",
+    "valid_json": "float64",  # the kind's metrics, NaN where they do not apply
+    "name_match": "float64",
+    "exact_args": "float64",
+    "field_f1": "float64",
+    "exact_match": "float64",
+    "similarity": "float64",
+    "rouge_l": "float64",
+    "seconds_per_call": "float64",
+    "tokens_per_second": "float64",
+    "promoted": "bool",  # this row's adapter serves the task after the evaluation
+    "replaceable": "bool",  # the task's decision, on every row of the task
+    "reason": "string",
+}
+METRICS = ["valid_json", "name_match", "exact_args", "field_f1", "exact_match", "similarity", "rouge_l"]
+
+
+def evaluation_row(task_id: str, variant: str, candidate: str, version: int, scored: Scored) -> dict:
+    low, high = bootstrap_ci(list(scored.scores["score"])) if len(scored.scores) else (np.nan, np.nan)
+    means = {m: float(scored.scores[m].mean()) if m in scored.scores else np.nan for m in METRICS}
+    return {
+        "task_id": task_id, "variant": variant, "candidate": candidate, "adapter_version": version,
+        "calls": len(scored.scores), "score": scored.mean, "ci_low": low, "ci_high": high, **means,
+        "seconds_per_call": scored.seconds_per_call, "tokens_per_second": scored.tokens_per_second,
+    }
+
+
+@dataclass(frozen=True)
+class TaskEvaluation:
+    table: pd.DataFrame  # one row per variant, EVALUATION_COLUMNS
+    kind: str
+    decision: Decision
+    promoted_version: int | None  # the adapter that serves the task after this evaluation
+    promotion: dict | None  # the history entry this evaluation added: a challenger judged
+
+
+def evaluate_task(
+    task_id: str,
+    calls: pd.DataFrame,
+    embeddings: np.ndarray,
+    candidate: str,
+    checkpoint: Path,
+    adapters_root: Path,
+    selection: SelectionConfig,
+    config: DecisionConfig,
+    embed: Callable[[list[str]], np.ndarray],
+) -> TaskEvaluation:
+    """Score the base model and the newest and promoted adapters on the same held-out calls; promote the newest
+    adapter only if it beats the promoted one there; decide whether the task can move to its SLM."""
+    train, sample_calls, examples = held_out_sample(calls, embeddings, selection, config.eval_sample)
+    kind = reply_kind(sample_calls[0])
+    model, tokenizer = load_base(checkpoint)
+    max_new_tokens = int(np.percentile([len(tokenizer(target_text(c)).input_ids) + 1 for c in train.to_dict("records")], 95))
+    rows = [
+        evaluation_row(task_id, "zero_shot", candidate, 0, score_model(model, tokenizer, sample_calls, kind, max_new_tokens, embed)),
+        evaluation_row(task_id, "few_shot", candidate, 0,
+                       score_model(model, tokenizer, sample_calls, kind, max_new_tokens, embed, examples)),
+    ]
+    challenger, champion = max(versions(adapters_root, task_id), default=None), promoted_version(adapters_root, task_id)
+    judged = {entry["version"] for entry in promotions(adapters_root, task_id)}
+    scores: dict[int, Scored] = {}
+    for version in sorted({challenger, champion} - {None}):
+        adapted = PeftModel.from_pretrained(load_base(checkpoint)[0], adapters_root / task_id / f"v{version}").merge_and_unload()
+        scores[version] = score_model(adapted, tokenizer, sample_calls, kind, max_new_tokens, embed)
+        rows.append(evaluation_row(task_id, "adapter", candidate, version, scores[version]))
+    promotion = None
+    if challenger is not None and challenger not in judged:
+        champion_score = scores[champion].mean if champion is not None else None
+        promotion = {
+            "version": challenger, "score": scores[challenger].mean, "champion": champion, "champion_score": champion_score,
+            "promoted": promote(scores[challenger].mean, champion_score), "calls": len(sample_calls),
+            "at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
+        }
+        record_promotion(adapters_root, task_id, promotion)
+        champion = challenger if promotion["promoted"] else champion
+    if champion is None:
+        decision = Decision(False, float("nan"), float("nan"), float("nan"), "no adapter trained")
+    else:
+        decision = decide(kind, list(scores[champion].scores["score"]), config)
+    for row in rows:
+        row.update(promoted=row["variant"] == "adapter" and row["adapter_version"] == champion,
+                   replaceable=decision.replaceable, reason=decision.reason)
+    table = pd.DataFrame(rows, columns=list(EVALUATION_COLUMNS)).astype(EVALUATION_COLUMNS)
+    return TaskEvaluation(table, kind, decision, champion, promotion)

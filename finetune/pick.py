@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from finetune.candidates import Candidate
-from finetune.evaluate import nearest_examples, score_model
+from finetune.evaluate import held_out_sample, score_model
 from finetune.models import base_checkpoint, load_base
 from finetune.prompts import prompt_text, reply_kind, target_text
-from pipeline.selection import SelectionConfig, choose, profile, split_by_time, unfit_reason
+from pipeline.selection import SelectionConfig, choose, profile, unfit_reason
 
 SELECTION_COLUMNS = {
     "task_id": "string",
@@ -56,16 +56,7 @@ def pick_candidate(
     if len(calls) < config.min_calls:
         reason = f"{len(calls)} calls, fewer than the {config.min_calls} needed to train and judge a model"
         return Pick(_frame([_row(task_id, c, reason=reason) for c in candidates]), "", reason)
-    train, held_out = split_by_time(calls, config.held_out_share)
-    position = {call_id: i for i, call_id in enumerate(calls["call_id"])}
-    sample = held_out.iloc[np.unique(np.linspace(0, len(held_out) - 1, config.score_sample).astype(int))]
-    examples = nearest_examples(
-        embeddings[[position[c] for c in sample["call_id"]]],
-        embeddings[[position[c] for c in train["call_id"]]],
-        train.to_dict("records"),
-        config.few_shot,
-    )
-    sample_calls = sample.to_dict("records")
+    _, sample_calls, examples = held_out_sample(calls, embeddings, config, config.score_sample)
     kind = reply_kind(sample_calls[0])
     rows = []
     for candidate in candidates:

@@ -8,7 +8,7 @@ from dagster_duckdb import DuckDBResource
 
 import assets
 from pipeline.demo import DEMO_SCRUB_ALLOW
-from pipeline.jobs import collect_and_scrub, convert_tasks, find_tasks
+from pipeline.jobs import collect_and_scrub, convert_tasks, find_tasks, report
 from pipeline.resources import Conversion, LogSource, PiiScrubber, Reports
 from pipeline.sensors import new_log_files
 from pipeline.settings import Settings
@@ -19,7 +19,7 @@ def build_definitions(settings: Settings) -> Definitions:
     """Each tabular asset becomes a table of `warehouse.duckdb` named after it."""
     return Definitions(
         assets=load_assets_from_package_module(assets),
-        jobs=[collect_and_scrub, find_tasks, convert_tasks],
+        jobs=[collect_and_scrub, find_tasks, convert_tasks, report],
         sensors=[new_log_files],
         executor=_executor(settings.executor),
         resources={

@@ -12,6 +12,7 @@ from dagster import ConfigurableResource
 from finetune.candidates import Candidate, load_candidates
 from finetune.train import TrainConfig
 from pipeline.collect import Collection, LogFile, assemble, find_log_files, read_log_file
+from pipeline.decision import DecisionConfig
 from pipeline.demo import write_demo_logs
 from pipeline.scrub import ScrubConfig
 from pipeline.selection import SelectionConfig
@@ -96,10 +97,11 @@ class Reports(ConfigurableResource):
 
 
 class Conversion(ConfigurableResource):
-    """Steps 4–5: the candidate SLMs, the selection policy, the training settings, and where models and adapters live.
+    """Steps 4–6: the candidate SLMs, the selection policy, the training settings, the decision rules, and where
+    models and adapters live.
 
-    `config_file` is YAML with optional `selection:` and `training:` sections whose keys are the fields of
-    `SelectionConfig` and `TrainConfig`; what it leaves out keeps the default.
+    `config_file` is YAML with optional `selection:`, `training:` and `decision:` sections whose keys are the fields
+    of `SelectionConfig`, `TrainConfig` and `DecisionConfig`; what it leaves out keeps the default.
     """
 
     home: str
@@ -114,6 +116,9 @@ class Conversion(ConfigurableResource):
 
     def training(self) -> TrainConfig:
         return TrainConfig(**self._section("training"))
+
+    def decision(self) -> DecisionConfig:
+        return DecisionConfig(**self._section("decision"))
 
     @property
     def home_path(self) -> Path:
