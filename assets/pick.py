@@ -20,7 +20,9 @@ def slm_selection(context: AssetExecutionContext, warehouse: DuckDBResource, con
     """Profile the task with each candidate SLM, score the ones that fit it zero- and few-shot, choose one."""
     task_id = context.partition_key
     calls, embeddings = calls_and_embeddings(warehouse, task_id)
-    picked = pick_candidate(task_id, calls, embeddings, conversion.candidates(), conversion.home_path, conversion.selection(), encode)
+    selection = conversion.selection()
+    candidates = [c for c in conversion.candidates() if not selection.candidates or c.name in selection.candidates]
+    picked = pick_candidate(task_id, calls, embeddings, candidates, conversion.home_path, selection, encode)
     context.log.info(f"{task_id}: {picked.chosen or 'no candidate'} ({picked.reason})")
     shown = picked.table.drop(columns=["task_id", "context_length", "serving_usd_per_1m_tokens"])
     return Output(

@@ -1,14 +1,18 @@
 """Step 6, report: `tasks` and every task's `evaluations` → `conversion_report`, as a table, Markdown and HTML."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetKey, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetKey, AutomationCondition, MetadataValue, Output, asset
 from dagster_duckdb import DuckDBResource
 
 from pipeline.report import data_url, html, markdown, report_rows, score_chart, totals
 from pipeline.resources import Conversion, Reports
 
 
-@asset(deps=[AssetKey("tasks"), AssetKey("evaluations")], group_name="report")
+@asset(
+    deps=[AssetKey("tasks"), AssetKey("evaluations")],
+    group_name="report",
+    automation_condition=AutomationCondition.eager(),  # a new evaluation of any task updates the report
+)
 def conversion_report(
     context: AssetExecutionContext, warehouse: DuckDBResource, conversion: Conversion, reports: Reports
 ) -> Output[pd.DataFrame]:

@@ -32,7 +32,7 @@ class TrainConfig:
     batch_size: int = 4
     epochs: float = 2.0
     min_steps: int = 20
-    max_steps: int = 60  # bounds a task's training time on 2 CPU cores (about 2 minutes for SmolLM2-135M)
+    max_steps: int = 30  # bounds a task's training time on 2 CPU cores (2–3 minutes for SmolLM2-135M)
     max_length: int = 1024  # tokens per example
     seed: int = 0
 

@@ -14,7 +14,7 @@ class DecisionConfig:
     # mean held-out score a fine-tuned adapter must reach, by reply kind (see pipeline/metrics.py for the scores)
     thresholds: dict[str, float] = field(default_factory=lambda: {"tool": 0.9, "json": 0.9, "text": 0.8})
     min_held_out: int = 20  # fewer held-out calls cannot show a task is replaceable
-    eval_sample: int = 32  # held-out calls each model answers: bounds the step's time on a CPU
+    eval_sample: int = 24  # held-out calls each model answers: bounds the step's time on a CPU
     retrain_growth: float = 0.25  # retrain when the task's calls grew by this share since the adapter's data
     retrain_drop: float = 0.05  # or when the promoted adapter's score fell by this much since its promotion
 

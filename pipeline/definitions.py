@@ -8,7 +8,8 @@ from dagster_duckdb import DuckDBResource
 
 import assets
 from pipeline.demo import DEMO_SCRUB_ALLOW
-from pipeline.jobs import collect_and_scrub, convert_tasks, find_tasks, report
+from pipeline.cycles import retrain_changed_tasks, retraining
+from pipeline.jobs import collect_and_scrub, convert_tasks, evaluate_tasks, find_tasks, report
 from pipeline.resources import Conversion, LogSource, PiiScrubber, Reports
 from pipeline.sensors import new_log_files
 from pipeline.settings import Settings
@@ -19,8 +20,9 @@ def build_definitions(settings: Settings) -> Definitions:
     """Each tabular asset becomes a table of `warehouse.duckdb` named after it."""
     return Definitions(
         assets=load_assets_from_package_module(assets),
-        jobs=[collect_and_scrub, find_tasks, convert_tasks, report],
-        sensors=[new_log_files],
+        jobs=[collect_and_scrub, find_tasks, convert_tasks, evaluate_tasks, report],
+        schedules=[retraining],
+        sensors=[new_log_files, retrain_changed_tasks],
         executor=_executor(settings.executor),
         resources={
             "io_manager": WarehouseIOManager(database=settings.warehouse, schema="main"),

@@ -10,5 +10,7 @@ collect_and_scrub = define_asset_job("collect_and_scrub", AssetSelection.groups(
 find_tasks = define_asset_job("find_tasks", AssetSelection.groups("tasks"))
 # Steps 4–6 work task by task: one run per task partition, so one task's failure leaves the others alone.
 convert_tasks = define_asset_job("convert_tasks", AssetSelection.groups("pick", "finetune", "evaluate"), partitions_def=tasks)
+# A retraining cycle evaluates again the tasks that keep their adapter.
+evaluate_tasks = define_asset_job("evaluate_tasks", AssetSelection.groups("evaluate"), partitions_def=tasks)
 # The report reads every task's evaluation.
 report = define_asset_job("report", AssetSelection.groups("report"))

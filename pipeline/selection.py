@@ -22,10 +22,11 @@ POLICIES = ("score_per_cost", "best_score")
 class SelectionConfig:
     held_out_share: float = 0.2
     min_calls: int = 30  # a task with fewer is skipped: too little to train on and judge
-    score_sample: int = 8  # held-out calls each candidate is scored on, zero-shot and few-shot
+    score_sample: int = 6  # held-out calls each candidate is scored on, zero-shot and few-shot
     few_shot: int = 2  # nearest training calls shown as examples
     policy: str = "score_per_cost"
     pins: dict[str, str] = field(default_factory=dict)  # task id → candidate name, chosen whatever the scores
+    candidates: list[str] = field(default_factory=list)  # the registry's candidates to consider; empty: all of them
 
 
 @dataclass(frozen=True)

