@@ -45,7 +45,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the `finetune` p
 
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
-from peft import LoraConfig  # noqa: E402
 from transformers import (  # noqa: E402
     AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments,
 )
@@ -136,15 +135,11 @@ def _plain_trainer(checkpoint: Path, examples: list[dict], steps: int, output_di
 def _trl_defaults(checkpoint: Path, examples: list[dict], steps: int, output_dir: str, stamps: list[float]) -> dict:
     model, tokenizer = load_base(checkpoint)
     tokenizer.padding_side = "right"
-    ours = TrainConfig()
     trainer = SFTTrainer(
         model=model,
         processing_class=tokenizer,
         train_dataset=Dataset.from_list(examples),
-        peft_config=LoraConfig(
-            r=ours.lora_r, lora_alpha=ours.lora_alpha, lora_dropout=ours.lora_dropout,
-            target_modules="all-linear", task_type="CAUSAL_LM",
-        ),
+        peft_config=TrainConfig().lora(),
         args=SFTConfig(**_common_args(output_dir, steps), bf16=bf16_supported()),  # trl's bf16=True refuses a CPU
         callbacks=[_StepTimes(stamps)],
     )

@@ -58,10 +58,10 @@ def pick_candidate(
         return Pick(_frame([_row(task_id, c, reason=reason) for c in candidates]), "", reason)
     _, sample_calls, examples = held_out_sample(calls, embeddings, config, config.score_sample)
     kind = reply_kind(sample_calls[0])
+    records = calls.to_dict("records")
     rows = []
     for candidate in candidates:
         model, tokenizer = load_base(base_checkpoint(candidate, home))
-        records = calls.to_dict("records")
         task = profile(
             calls,
             [len(tokenizer(prompt_text(tokenizer, c)).input_ids) for c in records],

@@ -36,6 +36,10 @@ class TrainConfig:
     max_length: int = 1024  # tokens per example
     seed: int = 0
 
+    def lora(self) -> LoraConfig:
+        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+                          target_modules="all-linear", task_type="CAUSAL_LM")
+
     def steps(self, examples: int) -> int:
         return min(self.max_steps, max(self.min_steps, math.ceil(self.epochs * examples / self.batch_size)))
 
@@ -70,10 +74,7 @@ def train_adapter(
         model=model,
         processing_class=tokenizer,
         train_dataset=Dataset.from_list(examples),
-        peft_config=LoraConfig(
-            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-            target_modules="all-linear", task_type="CAUSAL_LM",
-        ),
+        peft_config=config.lora(),
         args=SFTConfig(
             output_dir=str(output_dir / "trainer"),
             max_steps=steps,
