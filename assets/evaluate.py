@@ -31,7 +31,8 @@ def evaluations(
     candidate = next(c for c in conversion.candidates() if c.name == name)
     calls, embeddings = calls_and_embeddings(warehouse, task_id)
     result = evaluate_task(
-        task_id, calls, embeddings, name, base_checkpoint(candidate, conversion.home_path), conversion.adapters_root,
+        task_id, calls, embeddings, name, base_checkpoint(candidate, conversion.home_path), candidate.context_length,
+        conversion.adapters_root,
         conversion.selection(), conversion.decision(), encode,
     )
     if result.promotion:
@@ -39,7 +40,7 @@ def evaluations(
         context.log.info(f"{task_id}: {verdict} v{result.promotion['version']} ({result.promotion['score']:.3f} "
                          f"against {result.promotion['champion_score'] if result.promotion['champion'] else 'none'})")
     context.log.info(f"{task_id}: {'replaceable' if result.decision.replaceable else 'stays with the LLM'}, {result.decision.reason}")
-    shown = result.table[["variant", "adapter_version", "calls", "score", "ci_low", "ci_high", "seconds_per_call", "tokens_per_second", "promoted"]]
+    shown = result.table[["variant", "adapter_version", "calls", "calls_unfit", "prompt_tokens", "score", "ci_low", "ci_high", "seconds_per_call", "tokens_per_second", "promoted"]]
     return Output(
         result.table,
         metadata={

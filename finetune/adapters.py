@@ -1,7 +1,7 @@
 """Step 5's registry of trained adapters: `SLM_HOME/adapters/<task>/v<N>/`, one folder per training run.
 
 Each folder holds the adapter (safetensors), its peft config and `manifest.json`: the base model and its file hash,
-a hash of the exact training data, the hyperparameters, the loss curve and the duration. The folders are the
+the input rule (pruning and context window) every call must be read through, a hash of the exact training data, the hyperparameters, the loss curve and the duration. The folders are the
 registry; the `adapters` table is read from them, so it can always be rebuilt. `promotions.jsonl` beside them is
 step 6's history of which version serves the task.
 """
@@ -15,10 +15,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from finetune.models import base_model_sha256
+from finetune.prompts import Examples
 from finetune.train import TrainConfig, train_adapter
+from pipeline.context import InputRule
 
 MANIFEST = "manifest.json"
 PROMOTIONS = "promotions.jsonl"  # per task, beside its versions
@@ -29,6 +32,10 @@ ADAPTER_COLUMNS = {
     "base_sha256": "string",
     "data_sha256": "string",
     "train_calls": "int64",
+    "calls_unfit": "int64",  # training calls too long to train on after the input rule
+    "input_rule": "string",  # what the pruning and the context window do, in words
+    "prompt_tokens_full": "float64",  # mean prompt tokens per training example as logged
+    "prompt_tokens": "float64",  # and as trained on
     "steps": "int64",
     "final_loss": "float64",
     "loss_curve": "string",  # JSON list, one loss per step
@@ -45,17 +52,19 @@ def train_task_adapter(
     task_id: str,
     candidate: str,
     checkpoint: Path,
-    examples: list[dict[str, str]],
+    examples: Examples,
+    rule: InputRule,
     root: Path,
     config: TrainConfig = TrainConfig(),
     on_log: Callable[[int, int, float], None] | None = None,
 ) -> dict:
-    """Train the task's next adapter version and register it; returns its manifest."""
+    """Train the task's next adapter version on `examples`, made with `rule`, and register both; returns its
+    manifest."""
     version = max(versions(root, task_id), default=0) + 1
     folder = root / task_id / f"v{version}"
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    result = train_adapter(checkpoint, examples, staging, config, on_log)
+    result = train_adapter(checkpoint, examples.examples, staging, config, on_log)
     shutil.rmtree(staging / "trainer", ignore_errors=True)
     manifest = {
         "task_id": task_id,
@@ -63,8 +72,13 @@ def train_task_adapter(
         "candidate": candidate,
         "base_checkpoint": str(checkpoint),
         "base_sha256": base_model_sha256(checkpoint),
-        "data_sha256": data_sha256(examples),
-        "train_calls": len(examples),
+        "data_sha256": data_sha256(examples.examples),
+        "train_calls": len(examples.examples),
+        "calls_unfit": examples.unfit,
+        "input": rule.to_dict(),
+        "input_rule": rule.describe(),
+        "prompt_tokens_full": round(float(np.mean(examples.tokens_full)), 1) if examples.tokens else 0.0,
+        "prompt_tokens": round(float(np.mean(examples.tokens)), 1) if examples.tokens else 0.0,
         "steps": result.steps,
         "final_loss": result.loss_curve[-1] if result.loss_curve else float("nan"),
         "loss_curve": result.loss_curve,
@@ -96,6 +110,12 @@ def registry(root: Path, task_id: str) -> pd.DataFrame:
             "trained_at": pd.Timestamp(manifest["trained_at"]),
         })
     return pd.DataFrame(rows, columns=list(ADAPTER_COLUMNS)).astype(ADAPTER_COLUMNS)
+
+
+def input_rule(root: Path, task_id: str, version: int) -> InputRule:
+    """The rule the version was trained with, to read every call the same way wherever it runs."""
+    manifest = json.loads((root / task_id / f"v{version}" / MANIFEST).read_text())
+    return InputRule.from_dict(manifest["input"])
 
 
 def data_sha256(examples: list[dict[str, str]]) -> str:

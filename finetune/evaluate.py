@@ -1,8 +1,11 @@
 """Score models on held-out calls against the LLM's own logged replies (steps 4 and 6), and step 6's evaluation of
 a task: the base model zero-shot and few-shot beside its adapters, on the same held-out calls.
 
-Generation is bounded by the task's reply length, so a model that never stops costs a bounded time and scores low
-rather than hanging the run.
+Generation is bounded by the task's p95 reply length and by `max_new_tokens`, so a model that never stops costs a
+bounded time and scores low rather than hanging the run; a logged reply longer than that bound is judged on as many
+of its first tokens. An adapter reads each call through the `InputRule` stored with it; a call that then does not
+fit the model's context is counted, not scored, and stays with the LLM. The base model reads the prompt as logged,
+in the same conversation window.
 """
 
 from __future__ import annotations
@@ -17,15 +20,14 @@ import pandas as pd
 from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from finetune.adapters import promoted_version, promotions, record_promotion, versions
+from finetune.adapters import input_rule, promoted_version, promotions, record_promotion, versions
 from finetune.generate import generate
 from finetune.models import load_base
 from finetune.prompts import prompt_text, reply_kind, target_text
+from pipeline.context import InputRule, fits
 from pipeline.decision import Decision, DecisionConfig, decide, promote
 from pipeline.metrics import bootstrap_ci, score_replies
 from pipeline.selection import SelectionConfig, split_by_time
-
-MAX_NEW_TOKENS = 512
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,15 @@ def score_model(
 ) -> Scored:
     """Generate each call's reply (with its few-shot `examples`, if given) and score it against the logged one."""
     prompts = [prompt_text(tokenizer, call, examples[i] if examples else ()) for i, call in enumerate(calls)]
-    generated = generate(model, tokenizer, prompts, min(max_new_tokens, MAX_NEW_TOKENS))
-    scores = score_replies(kind, [target_text(call) for call in calls], generated.texts, embed)
+    generated = generate(model, tokenizer, prompts, max_new_tokens)
+    references = [_first_tokens(tokenizer, target_text(call), max_new_tokens) for call in calls]
+    scores = score_replies(kind, references, generated.texts, embed)
     return Scored(scores, generated.texts, generated.tokens_per_second, generated.seconds_per_call)
+
+
+def _first_tokens(tokenizer: PreTrainedTokenizerBase, text: str, count: int) -> str:
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    return text if len(ids) <= count else tokenizer.decode(ids[:count])
 
 
 def held_out_sample(
@@ -87,6 +95,9 @@ EVALUATION_COLUMNS = {
     "candidate": "string",
     "adapter_version": "int64",  # 0 for the base model
     "calls": "int64",
+    "calls_unfit": "int64",  # held-out calls too long for the context after the input rule: not scored, LLM's
+    "prompt_tokens": "float64",  # mean prompt tokens per call as this variant reads them
+    "input_rule": "string",  # the adapter's pruning and window; the window alone for the base model
     "score": "float64",
     "ci_low": "float64",
     "ci_high": "float64",
@@ -106,12 +117,14 @@ EVALUATION_COLUMNS = {
 METRICS = ["valid_json", "name_match", "exact_args", "field_f1", "exact_match", "similarity", "rouge_l"]
 
 
-def evaluation_row(task_id: str, variant: str, candidate: str, version: int, scored: Scored) -> dict:
+def evaluation_row(task_id: str, variant: str, candidate: str, version: int, scored: Scored, unfit: int = 0,
+                   prompt_tokens: float = np.nan, input_rule: str = "") -> dict:
     low, high = bootstrap_ci(list(scored.scores["score"])) if len(scored.scores) else (np.nan, np.nan)
     means = {m: float(scored.scores[m].mean()) if m in scored.scores else np.nan for m in METRICS}
     return {
         "task_id": task_id, "variant": variant, "candidate": candidate, "adapter_version": version,
-        "calls": len(scored.scores), "score": scored.mean, "ci_low": low, "ci_high": high, **means,
+        "calls": len(scored.scores), "calls_unfit": unfit, "prompt_tokens": prompt_tokens, "input_rule": input_rule,
+        "score": scored.mean, "ci_low": low, "ci_high": high, **means,
         "seconds_per_call": scored.seconds_per_call, "tokens_per_second": scored.tokens_per_second,
     }
 
@@ -131,6 +144,7 @@ def evaluate_task(
     embeddings: np.ndarray,
     candidate: str,
     checkpoint: Path,
+    context_length: int,
     adapters_root: Path,
     selection: SelectionConfig,
     config: DecisionConfig,
@@ -141,19 +155,30 @@ def evaluate_task(
     train, sample_calls, examples = held_out_sample(calls, embeddings, selection, config.eval_sample)
     kind = reply_kind(sample_calls[0])
     model, tokenizer = load_base(checkpoint)
-    max_new_tokens = int(np.percentile([len(tokenizer(target_text(c)).input_ids) + 1 for c in train.to_dict("records")], 95))
-    rows = [
-        evaluation_row(task_id, "zero_shot", candidate, 0, score_model(model, tokenizer, sample_calls, kind, max_new_tokens, embed)),
-        evaluation_row(task_id, "few_shot", candidate, 0,
-                       score_model(model, tokenizer, sample_calls, kind, max_new_tokens, embed, examples)),
-    ]
+    p95 = np.percentile([len(tokenizer(target_text(c)).input_ids) + 1 for c in train.to_dict("records")], 95)
+    max_new_tokens = min(int(p95), selection.max_new_tokens)
     challenger, champion = max(versions(adapters_root, task_id), default=None), promoted_version(adapters_root, task_id)
+    window = input_rule(adapters_root, task_id, challenger).context if challenger else selection.context()
+    base_calls = [window.apply(c) for c in sample_calls]
+    base_tokens = _mean_tokens(tokenizer, base_calls)
+    rows = [
+        evaluation_row(task_id, "zero_shot", candidate, 0, score_model(model, tokenizer, base_calls, kind, max_new_tokens, embed),
+                       prompt_tokens=base_tokens, input_rule=InputRule(context=window).describe()),
+        evaluation_row(task_id, "few_shot", candidate, 0,
+                       score_model(model, tokenizer, base_calls, kind, max_new_tokens, embed, examples),
+                       prompt_tokens=base_tokens, input_rule=InputRule(context=window).describe()),
+    ]
     judged = {entry["version"] for entry in promotions(adapters_root, task_id)}
     scores: dict[int, Scored] = {}
     for version in sorted({challenger, champion} - {None}):
+        rule = input_rule(adapters_root, task_id, version)
+        prepared = [rule.prepare(c) for c in sample_calls]
+        fitting = [c for c in prepared
+                   if fits(len(tokenizer(prompt_text(tokenizer, c)).input_ids), max_new_tokens, context_length)]
         adapted = PeftModel.from_pretrained(load_base(checkpoint)[0], adapters_root / task_id / f"v{version}").merge_and_unload()
-        scores[version] = score_model(adapted, tokenizer, sample_calls, kind, max_new_tokens, embed)
-        rows.append(evaluation_row(task_id, "adapter", candidate, version, scores[version]))
+        scores[version] = score_model(adapted, tokenizer, fitting, kind, max_new_tokens, embed)
+        rows.append(evaluation_row(task_id, "adapter", candidate, version, scores[version], len(prepared) - len(fitting),
+                                   _mean_tokens(tokenizer, fitting), rule.describe()))
     promotion = None
     if challenger is not None and challenger not in judged:
         champion_score = scores[champion].mean if champion is not None else None
@@ -173,3 +198,7 @@ def evaluate_task(
                    replaceable=decision.replaceable, reason=decision.reason)
     table = pd.DataFrame(rows, columns=list(EVALUATION_COLUMNS)).astype(EVALUATION_COLUMNS)
     return TaskEvaluation(table, kind, decision, champion, promotion)
+
+
+def _mean_tokens(tokenizer: PreTrainedTokenizerBase, calls: Sequence[dict]) -> float:
+    return float(np.mean([len(tokenizer(prompt_text(tokenizer, c)).input_ids) for c in calls])) if calls else np.nan

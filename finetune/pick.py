@@ -1,7 +1,16 @@
 """Step 4, pick: profile a task with each candidate's tokenizer, drop the candidates that cannot serve it, score the
-rest zero-shot and few-shot on a sample of its held-out calls, and choose one by the selection policy."""
+rest zero-shot and few-shot on a sample of its held-out calls, and choose one by the selection policy; then choose
+the task's conversation window with the chosen model.
+
+A candidate is profiled on the input its adapter will read (static text pruned, `pipeline.pruning`), since that is
+what it serves; the base model is scored on the prompt as logged, since without an adapter it needs the
+instructions. The window is chosen on the base model few-shot, the only model there is before training: windows
+that leave every sampled prompt as it was are not scored again.
+"""
 
 from __future__ import annotations
+
+import json
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +23,8 @@ from finetune.candidates import Candidate
 from finetune.evaluate import held_out_sample, score_model
 from finetune.models import base_checkpoint, load_base
 from finetune.prompts import prompt_text, reply_kind, target_text
+from pipeline.context import InputRule, choose_window, fits
+from pipeline.pruning import learn_pruning
 from pipeline.selection import SelectionConfig, choose, profile, unfit_reason
 
 SELECTION_COLUMNS = {
@@ -22,7 +33,8 @@ SELECTION_COLUMNS = {
     "parameters": "int64",
     "context_length": "int64",
     "serving_usd_per_1m_tokens": "float64",
-    "input_p50": "int64",
+    "input_p50_full": "int64",  # prompt tokens as logged
+    "input_p50": "int64",  # as the adapter reads them: pruned, whole conversation
     "input_p95": "int64",
     "output_p50": "int64",
     "output_p95": "int64",
@@ -31,6 +43,9 @@ SELECTION_COLUMNS = {
     "few_shot": "float64",
     "calls_scored": "int64",
     "tokens_per_second": "float64",  # generation here, few-shot
+    "context_window": "int64",  # messages kept, 0 = all; on the chosen row
+    "window_scores": "string",  # JSON: window → few-shot score
+    "calls_unfit": "int64",  # calls that do not fit the context in that window: they stay with the LLM
     "chosen": "bool",
     "reason": "string",  # why not eligible, why chosen, why the task was skipped
 }
@@ -56,24 +71,28 @@ def pick_candidate(
     if len(calls) < config.min_calls:
         reason = f"{len(calls)} calls, fewer than the {config.min_calls} needed to train and judge a model"
         return Pick(_frame([_row(task_id, c, reason=reason) for c in candidates]), "", reason)
-    _, sample_calls, examples = held_out_sample(calls, embeddings, config, config.score_sample)
+    train, sample_calls, examples = held_out_sample(calls, embeddings, config, config.score_sample)
     kind = reply_kind(sample_calls[0])
     records = calls.to_dict("records")
+    pruning = learn_pruning(train.to_dict("records"), config.prune_share)
     rows = []
     for candidate in candidates:
         model, tokenizer = load_base(base_checkpoint(candidate, home))
         task = profile(
             calls,
-            [len(tokenizer(prompt_text(tokenizer, c)).input_ids) for c in records],
-            [len(tokenizer(target_text(c)).input_ids) + 1 for c in records],  # + the end-of-turn token
+            [_tokens(tokenizer, prompt_text(tokenizer, InputRule(pruning).prepare(c))) for c in records],
+            [_tokens(tokenizer, target_text(c)) + 1 for c in records],  # + the end-of-turn token
         )
+        full_p50 = int(np.percentile([_tokens(tokenizer, prompt_text(tokenizer, c)) for c in records], 50))
         unfit = unfit_reason(task, candidate.context_length, candidate.tool_calling)
         if unfit:
-            rows.append(_row(task_id, candidate, task, reason=unfit))
+            rows.append(_row(task_id, candidate, task, full_p50, reason=unfit))
             continue
-        zero = score_model(model, tokenizer, sample_calls, kind, task.output_p95, embed)
-        few = score_model(model, tokenizer, sample_calls, kind, task.output_p95, embed, examples)
-        rows.append(_row(task_id, candidate, task, eligible=True, zero_shot=zero.mean, few_shot=few.mean,
+        budget = min(task.output_p95, config.max_new_tokens)
+        fitted = [config.context().apply(c) for c in sample_calls]
+        zero = score_model(model, tokenizer, fitted, kind, budget, embed)
+        few = score_model(model, tokenizer, fitted, kind, budget, embed, examples)
+        rows.append(_row(task_id, candidate, task, full_p50, eligible=True, zero_shot=zero.mean, few_shot=few.mean,
                          calls_scored=len(sample_calls), tokens_per_second=few.tokens_per_second))
     table = _frame(rows)
     eligible = table[table["eligible"]]
@@ -89,18 +108,50 @@ def pick_candidate(
         pinned,
     )
     reason = ("pinned by configuration" if pinned else f"best by {config.policy} of {len(eligible)} eligible") if chosen else "no candidate can serve the task"
-    table.loc[table["candidate"] == chosen, ["chosen", "reason"]] = [True, reason]
+    if chosen:
+        candidate = next(c for c in candidates if c.name == chosen)
+        row = table["candidate"] == chosen
+        window, scores, unfit = _window(candidate, home, records, sample_calls, examples, kind, pruning, config, embed,
+                                        {0: float(table.loc[row, "few_shot"].iloc[0])}, int(table.loc[row, "output_p95"].iloc[0]))
+        table.loc[row, ["chosen", "reason", "context_window", "window_scores", "calls_unfit"]] = [
+            True, reason, window, json.dumps(scores), unfit]
     return Pick(table, chosen, reason)
 
 
-def _row(task_id: str, candidate: Candidate, task=None, *, eligible=False, zero_shot=np.nan, few_shot=np.nan,
+def _window(candidate, home, records, sample_calls, examples, kind, pruning, config, embed, scores, reply_tokens):
+    """(the window chosen, each window's few-shot score, calls that do not fit the context in it)."""
+    model, tokenizer = load_base(base_checkpoint(candidate, home))
+    budget = min(reply_tokens, config.max_new_tokens)
+    rendered = {0: [prompt_text(tokenizer, config.context().apply(c), e) for c, e in zip(sample_calls, examples)]}
+    for window in sorted(set(config.windows) - {0}):
+        prompts = [prompt_text(tokenizer, config.context(window).apply(c), e) for c, e in zip(sample_calls, examples)]
+        same = next((w for w, p in rendered.items() if p == prompts), None)
+        rendered[window] = prompts
+        if same is not None:
+            scores[window] = scores[same]
+        else:
+            fitted = [config.context(window).apply(c) for c in sample_calls]
+            scores[window] = score_model(model, tokenizer, fitted, kind, budget, embed, examples).mean
+    window = choose_window(scores, config.window_margin)
+    rule = InputRule(pruning, config.context(window))
+    unfit = sum(not fits(_tokens(tokenizer, prompt_text(tokenizer, rule.prepare(c))), reply_tokens, candidate.context_length)
+                for c in records)
+    return window, {str(w): round(s, 4) for w, s in sorted(scores.items())}, unfit
+
+
+def _tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def _row(task_id: str, candidate: Candidate, task=None, full_p50=0, *, eligible=False, zero_shot=np.nan, few_shot=np.nan,
          calls_scored=0, tokens_per_second=np.nan, reason="") -> dict:
     lengths = {k: getattr(task, k, 0) for k in ("input_p50", "input_p95", "output_p50", "output_p95")}
     return {
         "task_id": task_id, "candidate": candidate.name, "parameters": candidate.parameters,
         "context_length": candidate.context_length, "serving_usd_per_1m_tokens": candidate.serving_usd_per_1m_tokens,
-        **lengths, "eligible": eligible, "zero_shot": zero_shot, "few_shot": few_shot, "calls_scored": calls_scored,
-        "tokens_per_second": tokens_per_second, "chosen": False, "reason": reason,
+        "input_p50_full": full_p50, **lengths, "eligible": eligible, "zero_shot": zero_shot, "few_shot": few_shot, "calls_scored": calls_scored,
+        "tokens_per_second": tokens_per_second, "context_window": 0, "window_scores": "{}", "calls_unfit": 0,
+        "chosen": False, "reason": reason,
     }
 
 

@@ -7,15 +7,20 @@ Training, evaluation and serving all render through here, so an adapter always s
   a list of such objects for several calls;
 - few-shot examples, when given, come between the system turn and the conversation as user/assistant pairs;
 - the loss falls on the reply only (trl's prompt/completion split does that).
+
+An adapter's input is the call after its `InputRule` (static text pruned, context fitted); `adapter_examples` turns a
+task's training calls into that input and leaves out, counted, those too long to train on.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
+from pipeline.context import InputRule, fits
 from pipeline.tasks import reply_type
 
 TOOL_INSTRUCTION = 'To call a tool, reply with JSON only: {"name": <tool name>, "arguments": {<arguments>}}.'
@@ -57,6 +62,31 @@ def prompt_text(tokenizer: PreTrainedTokenizerBase, call: dict, examples: Sequen
 def training_example(tokenizer: PreTrainedTokenizerBase, call: dict) -> dict[str, str]:
     """trl's prompt/completion form; trl appends the end-of-turn token to the completion."""
     return {"prompt": prompt_text(tokenizer, call), "completion": target_text(call)}
+
+
+@dataclass(frozen=True)
+class Examples:
+    examples: list[dict[str, str]]  # trl prompt/completion pairs, the calls that fit
+    tokens_full: list[int]  # prompt tokens per fitting call, as logged
+    tokens: list[int]  # and as the adapter reads them
+    unfit: int  # calls left out: prompt and reply longer than `max_tokens`
+
+
+def adapter_examples(tokenizer: PreTrainedTokenizerBase, calls: Sequence[dict], rule: InputRule, max_tokens: int) -> Examples:
+    examples, full, pruned = [], [], []
+    for call in calls:
+        example = training_example(tokenizer, rule.prepare(call))
+        length = _length(tokenizer, example["prompt"])
+        if not fits(length, _length(tokenizer, example["completion"]) + 1, max_tokens):
+            continue
+        examples.append(example)
+        full.append(_length(tokenizer, prompt_text(tokenizer, call)))
+        pruned.append(length)
+    return Examples(examples, full, pruned, len(calls) - len(examples))
+
+
+def _length(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False).input_ids)
 
 
 def _turn_text(message: dict) -> str:

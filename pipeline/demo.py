@@ -6,7 +6,8 @@
   the records are written twice, byte for byte, as a retrying logger would;
 - `transcripts.jsonl`: multi-turn order conversations with tool results, one call per assistant turn;
 - `otel-spans.jsonl`: OpenTelemetry GenAI spans as OTLP JSON exports, a few with a non-model `execute_tool` span;
-- `broken-export.jsonl`: a few good records and exactly 5 bad lines, to show the collector's quarantine.
+- `broken-export.jsonl`: a few good records and exactly 5 bad lines, to show the collector's quarantine;
+- with `--long N`, `airline-transcripts.jsonl`: N long airline-agent conversations (`pipeline.long_demo`).
 
 Six tasks recur. Five have a fixed system prompt and answers a small model can learn (intent, ticket_routing,
 order_lookup, refund_extraction, summary); planning is open-ended and never repeats. Customers' names, emails,
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from faker import Faker
+
+from pipeline.long_demo import write_long_logs
 
 # The shop's order ids and SKUs: business ids, not personal data. Step 2 allows them on the demo logs, as a
 # deployment would in its scrub config; spaCy's small model otherwise takes some of them for names.
@@ -864,7 +867,11 @@ if __name__ == "__main__":
     parser.add_argument("folder", type=Path, help="folder to write the log files into")
     parser.add_argument("--calls", type=int, default=2000, help="number of LLM calls to write")
     parser.add_argument("--seed", type=int, default=7, help="random seed; same seed, same files")
+    parser.add_argument("--long", type=int, default=0, metavar="CONVERSATIONS",
+                        help="also write this many long airline-agent conversations (pipeline.long_demo)")
     args = parser.parse_args()
     for written in write_demo_logs(args.folder, calls=args.calls, seed=args.seed):
         print(written)
     print(f"{args.calls} calls")  # the generator lands exactly on the number asked for
+    if args.long:
+        print(write_long_logs(args.folder, args.long, args.seed))

@@ -27,6 +27,10 @@ REPORT_COLUMNS = {
     "replaceable": "bool",
     "reason": "string",
     "slm_usd_per_1m_tokens": "float64",
+    "prompt_tokens_logged": "float64",  # mean held-out prompt tokens as logged (in the window)
+    "prompt_tokens": "float64",  # and as the promoted adapter reads them
+    "calls_unfit": "int64",  # held-out calls that do not fit the adapter's context: they stay with the LLM
+    "input_rule": "string",  # the promoted adapter's pruning and context window
 }
 
 
@@ -47,6 +51,10 @@ def report_rows(tasks: pd.DataFrame, evaluations: pd.DataFrame, serving_cost: di
             "replaceable": bool(mine["replaceable"].iloc[0]) if len(mine) else False,
             "reason": mine["reason"].iloc[0] if len(mine) else "not evaluated",
             "slm_usd_per_1m_tokens": serving_cost.get(candidate, np.nan),
+            "prompt_tokens_logged": _first(by_variant["zero_shot"], "prompt_tokens"),
+            "prompt_tokens": _first(promoted, "prompt_tokens"),
+            "calls_unfit": int(promoted["calls_unfit"].iloc[0]) if len(promoted) else 0,
+            "input_rule": promoted["input_rule"].iloc[0] if len(promoted) else "",
         })
     return pd.DataFrame(rows, columns=list(REPORT_COLUMNS)).astype(REPORT_COLUMNS)
 
@@ -103,6 +111,10 @@ def markdown(rows: pd.DataFrame, summary: dict[str, float], pictures: dict[str, 
         f"${summary['spend_after_usd']:.2f} after (the SLMs' serving cost included).",
         "",
         table.to_markdown(index=False, floatfmt=".3f"),
+        "",
+        "What each promoted adapter reads: static prompt text pruned, the conversation cut to its window.",
+        "",
+        rows[["task_id", "prompt_tokens_logged", "prompt_tokens", "calls_unfit", "input_rule"]].to_markdown(index=False, floatfmt=".0f"),
         "",
     ]
     lines += [f"![{caption}]({source})\n" for caption, source in pictures.items()]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from pipeline.context import ContextPolicy
 from pipeline.tasks import reply_type
 
 POLICIES = ("score_per_cost", "best_score")
@@ -27,6 +28,15 @@ class SelectionConfig:
     policy: str = "score_per_cost"
     pins: dict[str, str] = field(default_factory=dict)  # task id → candidate name, chosen whatever the scores
     candidates: list[str] = field(default_factory=list)  # the registry's candidates to consider; empty: all of them
+    max_new_tokens: int = 256  # generation cap when scoring; longer logged replies are judged on as many tokens
+    prune_share: float = 0.9  # a system line or tool set in this share of a task's calls is static, pruned
+    windows: list[int] = field(default_factory=lambda: [2, 4, 8, 0])  # conversation windows tried, 0 = all of it
+    window_margin: float = 0.02  # the smallest window scoring within this of the best tried is chosen
+    list_items: int = 10  # tool-result lists are cut to this many items
+    tool_result_chars: int = 2000  # and tool results to this many characters
+
+    def context(self, window: int = 0) -> ContextPolicy:
+        return ContextPolicy(window, self.list_items, self.tool_result_chars)
 
 
 @dataclass(frozen=True)

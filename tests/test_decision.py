@@ -58,8 +58,11 @@ def tasks_frame() -> pd.DataFrame:
 
 
 def evaluation(task_id: str, variant: str, score: float, *, version=0, promoted=False, replaceable=False, reason="") -> dict:
+    adapter = variant == "adapter"
     return {"task_id": task_id, "variant": variant, "candidate": "smollm2", "adapter_version": version, "score": score,
-            "ci_low": score - 0.1, "ci_high": score + 0.05, "promoted": promoted, "replaceable": replaceable, "reason": reason}
+            "ci_low": score - 0.1, "ci_high": score + 0.05, "promoted": promoted, "replaceable": replaceable, "reason": reason,
+            "prompt_tokens": 90.0 if adapter else 290.0, "calls_unfit": 1 if adapter else 0,
+            "input_rule": "3 static system lines dropped; last 4 messages" if adapter else "last 4 messages"}
 
 
 def test_the_report_adds_up_the_replaceable_share_and_the_spend_before_and_after():
@@ -82,6 +85,7 @@ def test_the_report_adds_up_the_replaceable_share_and_the_spend_before_and_after
     text = markdown(rows, summary, {"scores per task": "scores.png"})
     assert "1 of 3 tasks can move to a small model: 50% of the agent's LLM calls and 25% of its tokens" in text
     assert "<table>" in html(text) and "![scores per task](scores.png)" in text
+    assert "| task-001  |                    290 |              90 |             1 | 3 static system lines dropped; last 4 messages |" in text
 
 
 def test_a_cycle_plan_retrains_only_what_changed():

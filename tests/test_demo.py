@@ -257,3 +257,26 @@ def test_command_line_writes_the_files_and_reports_the_calls(tmp_path: Path) -> 
 def test_start_and_days_set_the_period(tmp_path: Path) -> None:
     paths = write_demo_logs(tmp_path, calls=100, start=date(2027, 1, 4), days=3)
     assert [p.name for p in paths if p.name.startswith("requests-")] == ["requests-2027-01-04.jsonl.gz"]
+
+
+def test_long_mode_writes_agent_conversations_whose_calls_repeat_a_long_policy_and_tool_schemas(tmp_path):
+    from pipeline.collect import LogFile, assemble, parse_log_file
+    from pipeline.context import ContextPolicy, InputRule
+    from pipeline.long_demo import write_long_logs
+    from pipeline.pruning import learn_pruning
+
+    path = write_long_logs(tmp_path, conversations=12)
+    assert write_long_logs(tmp_path / "again", conversations=12).read_bytes() == path.read_bytes()
+    transcripts = [json.loads(line) for line in path.read_text().splitlines()]
+    turns = sum(m["role"] == "assistant" for t in transcripts for m in t["messages"])
+    collection = assemble([LogFile(path, path.name, path.name, datetime(2026, 11, 2))], [parse_log_file(path, 2**24)])
+    calls = collection.calls.to_dict("records")
+
+    assert len(calls) == turns and collection.stats.quarantined == 0  # one call per assistant turn
+    assert {len(json.loads(c["tools"])) for c in calls} == {14}
+    assert {len(json.loads(c["messages"])[0]["content"]) > 4000 for c in calls} == {True}
+    assert max(len(json.loads(c["messages"])) for c in calls) >= 8  # multi-turn, with tool results
+    rule = InputRule(learn_pruning(calls), ContextPolicy(window=4))
+    logged = sum(len(c["messages"]) + len(c["tools"]) for c in calls)
+    pruned = sum(len(p["messages"]) + len(p["tools"]) for p in map(rule.prepare, calls))
+    assert logged / pruned > 5

@@ -10,12 +10,14 @@ import pandas as pd
 import pytest
 from peft import PeftModel
 
-from finetune.adapters import ADAPTER_COLUMNS, registry, train_task_adapter
+from finetune.adapters import ADAPTER_COLUMNS, input_rule, registry, train_task_adapter
 from finetune.candidates import Candidate, load_candidates
 from finetune.generate import generate
 from finetune.models import load_base
 from finetune.pick import pick_candidate
-from finetune.prompts import chat_messages, prompt_text, target_text, training_example
+from finetune.prompts import adapter_examples, chat_messages, prompt_text, target_text
+from pipeline.context import InputRule
+from pipeline.pruning import learn_pruning
 from finetune.train import TrainConfig
 from pipeline.selection import Profile, SelectionConfig, choose, split_by_time, unfit_reason
 
@@ -115,12 +117,15 @@ def test_training_steps_follow_the_data_within_bounds():
 
 def test_an_adapter_is_trained_registered_as_the_next_version_and_reloads(tiny_checkpoint, tmp_path):
     _, tokenizer = load_base(tiny_checkpoint)
-    examples = [training_example(tokenizer, call(i, queue=QUEUES[i % 3])) for i in range(12)]
+    calls = [call(i, queue=QUEUES[i % 3]) for i in range(12)]
+    rule = InputRule(learn_pruning(calls))
+    examples = adapter_examples(tokenizer, calls, rule, 2048)
     config = TrainConfig(min_steps=12, max_steps=12, learning_rate=5e-3)
     logged = []
 
-    first = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, tmp_path, config, on_log=lambda *a: logged.append(a))
-    second = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples[:6], tmp_path, replace(config, min_steps=2, max_steps=2))
+    first = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, rule, tmp_path, config, on_log=lambda *a: logged.append(a))
+    fewer = replace(examples, examples=examples.examples[:6])
+    second = train_task_adapter("task-001", "tiny", tiny_checkpoint, fewer, rule, tmp_path, replace(config, min_steps=2, max_steps=2))
 
     assert (first["version"], second["version"]) == (1, 2)
     assert first["data_sha256"] != second["data_sha256"] and len(first["base_sha256"]) == 64
@@ -130,10 +135,12 @@ def test_an_adapter_is_trained_registered_as_the_next_version_and_reloads(tiny_c
     assert list(table.columns) == list(ADAPTER_COLUMNS) and list(table["version"]) == [1, 2]
     folder = tmp_path / "task-001" / "v1"
     assert (folder / "adapter_model.safetensors").exists() and not (folder / "trainer").exists()
+    assert input_rule(tmp_path, "task-001", 1) == rule  # the rule round-trips with the adapter
+    assert first["prompt_tokens"] < first["prompt_tokens_full"]
 
     model, tokenizer = load_base(tiny_checkpoint)
     adapted = PeftModel.from_pretrained(model, folder)
-    prompts = [prompt_text(tokenizer, call(99, queue="billing"))]
+    prompts = [prompt_text(tokenizer, rule.prepare(call(99, queue="billing")))]
     once = generate(adapted, tokenizer, prompts, max_new_tokens=8).texts
     again = generate(PeftModel.from_pretrained(load_base(tiny_checkpoint)[0], folder), tokenizer, prompts, max_new_tokens=8).texts
     assert once == again
@@ -152,6 +159,20 @@ def test_pick_scores_each_fitting_candidate_and_skips_a_task_too_small(tiny_chec
     assert rows.loc["tiny", "eligible"] and rows.loc["tiny", "calls_scored"] == 2
     assert 0 <= rows.loc["tiny", "zero_shot"] <= 1 and 0 <= rows.loc["tiny", "few_shot"] <= 1
     assert not rows.loc["short", "eligible"] and "exceeds its context of 16" in rows.loc["short", "reason"]
+    assert rows.loc["tiny", "input_p50"] < rows.loc["tiny", "input_p50_full"]  # profiled on the pruned input
+    # single-turn calls read the same in every window, so the smallest is chosen without scoring the others again
+    assert rows.loc["tiny", "context_window"] == 2 and len(set(json.loads(rows.loc["tiny", "window_scores"]).values())) == 1
+    assert rows.loc["tiny", "calls_unfit"] == 0
 
     skipped = pick_candidate("task-002", calls.head(5), embeddings[:5], candidates, tmp_path, config, embed=None)
     assert skipped.chosen == "" and "5 calls, fewer than the 10" in skipped.reason
+
+
+def test_calls_too_long_for_the_context_are_left_out_of_training_and_counted(tiny_checkpoint):
+    _, tokenizer = load_base(tiny_checkpoint)
+    long_ticket = {**call(9, queue="billing"), "messages": json.dumps([{"role": "user", "content": "refund please " * 200}])}
+
+    made = adapter_examples(tokenizer, [call(i, queue="billing") for i in range(4)] + [long_ticket], InputRule(), 256)
+
+    assert (len(made.examples), made.unfit) == (4, 1)
+    assert all("refund please" not in example["prompt"] for example in made.examples)

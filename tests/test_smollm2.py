@@ -9,8 +9,9 @@ from finetune.adapters import train_task_adapter
 from finetune.candidates import load_candidates
 from finetune.generate import generate
 from finetune.models import SOURCE_FILE, base_checkpoint, load_base
-from finetune.prompts import prompt_text, training_example
+from finetune.prompts import adapter_examples, prompt_text
 from finetune.train import TrainConfig
+from pipeline.context import InputRule
 from test_finetune import QUEUES, call
 
 
@@ -21,8 +22,8 @@ def test_smollm2_converts_once_learns_from_a_few_steps_and_its_adapter_reloads(t
     assert base_checkpoint(smollm2, tmp_path) == checkpoint  # converted once, then reused
 
     _, tokenizer = load_base(checkpoint)
-    examples = [training_example(tokenizer, call(i, queue=QUEUES[i % 3])) for i in range(8)]
-    manifest = train_task_adapter("task-001", smollm2.name, checkpoint, examples, tmp_path / "adapters",
+    examples = adapter_examples(tokenizer, [call(i, queue=QUEUES[i % 3]) for i in range(8)], InputRule(), 2048)
+    manifest = train_task_adapter("task-001", smollm2.name, checkpoint, examples, InputRule(), tmp_path / "adapters",
                                   TrainConfig(min_steps=8, max_steps=8, batch_size=2))
 
     losses = manifest["loss_curve"]

@@ -1,0 +1,91 @@
+"""Context fitting, per task: how much of a long conversation a call keeps, and how its tool results are shortened.
+
+- The window keeps the last `window` messages of the conversation (0 keeps them all), and always reaches back to the
+  last user turn: what the user asked is never cut, however many tool results came after it.
+- Tool results are minified when they are JSON; their lists are cut to `list_items` with a marker of how many were
+  left out, and any result still over `tool_result_chars` is cut with a marker too.
+- A call that does not fit the model's context after all this is not cut further: it is counted and stays with
+  the LLM (`fits`).
+
+The window is chosen per task from held-out calls (`choose_window`): the smallest one scoring within a margin of the
+best tried.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+from pipeline.pruning import NO_PRUNING, Pruning
+
+
+@dataclass(frozen=True)
+class ContextPolicy:
+    window: int = 0
+    list_items: int = 10
+    tool_result_chars: int = 2000
+
+    def apply(self, call: dict) -> dict:
+        messages = json.loads(call["messages"])
+        system = [m for m in messages if m["role"] == "system"]
+        conversation = [m for m in messages if m["role"] != "system"]
+        start = max(0, len(conversation) - self.window) if self.window else 0
+        last_user = max((i for i, m in enumerate(conversation) if m["role"] == "user"), default=start)
+        kept = conversation[min(start, last_user):]
+        if kept and kept[0]["role"] == "tool":  # a result whose call was cut would answer nothing
+            kept = kept[1:]
+        kept = [{**m, "content": self.shorten(m["content"])} if m["role"] == "tool" else m for m in kept]
+        return {**call, "messages": json.dumps(system + kept, ensure_ascii=False)}
+
+    def shorten(self, result: str | None) -> str:
+        if not result:
+            return result or ""
+        try:
+            result = json.dumps(_cut_lists(json.loads(result), self.list_items), ensure_ascii=False, separators=(",", ":"))
+        except json.JSONDecodeError:
+            pass
+        if len(result) > self.tool_result_chars:
+            result = result[: self.tool_result_chars] + f"…[{len(result) - self.tool_result_chars} characters cut]"
+        return result
+
+
+@dataclass(frozen=True)
+class InputRule:
+    """Everything between a logged call and an adapter's input, stored with the adapter."""
+
+    pruning: Pruning = NO_PRUNING
+    context: ContextPolicy = ContextPolicy()
+
+    def prepare(self, call: dict) -> dict:
+        return self.context.apply(self.pruning.apply(call))
+
+    def describe(self) -> str:
+        window = f"last {self.context.window} messages" if self.context.window else "whole conversation"
+        return f"{self.pruning.describe()}; {window}"
+
+    def to_dict(self) -> dict:
+        return {"pruning": self.pruning.to_dict(), "context": asdict(self.context)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> InputRule:
+        return cls(Pruning.from_dict(data["pruning"]), ContextPolicy(**data["context"]))
+
+
+def fits(prompt_tokens: int, reply_tokens: int, context_length: int) -> bool:
+    return prompt_tokens + reply_tokens <= context_length
+
+
+def choose_window(scores: Mapping[int, float], margin: float) -> int:
+    """The smallest window (0 = the whole conversation, the largest) scoring within `margin` of the best tried."""
+    best = max(scores.values())
+    return min((w for w, s in scores.items() if s >= best - margin), key=lambda w: w or float("inf"))
+
+
+def _cut_lists(value, limit: int):
+    if isinstance(value, list):
+        kept = [_cut_lists(v, limit) for v in value[:limit]]
+        return kept + [f"…{len(value) - limit} more"] if len(value) > limit else kept
+    if isinstance(value, dict):
+        return {k: _cut_lists(v, limit) for k, v in value.items()}
+    return value
