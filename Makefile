@@ -29,7 +29,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	ln -sf $(CURDIR)/dagster.yaml $@
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(PY) -m pipeline.materialize_all
+	SLM_CONFIG=$${SLM_CONFIG:-$(CURDIR)/pipeline/demo.yaml} $(PY) -m pipeline.materialize_all
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml

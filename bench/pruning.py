@@ -2,19 +2,22 @@
 run, on SmolLM2-135M.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/pruning.py [--conversations 60] [--timed-steps 3] [--home .slm]
+        [--score-task tool:route_ticket] [--no-long-logs]
 
-Part 1, per task, on long logs: the airline agent of `pipeline.long_demo` (a ~1,100-token policy and ~2,500 tokens of
-tool schemas in every call, multi-turn with JSON tool results) and the ToolBench transcripts in `../shared/data`
-(skipped, with a message, where that folder is absent). A task here is the calls with one reply type (one tool,
-or text), the split step 3 would make of one agent. For each: mean prompt tokens per training example as logged and
-as the adapter reads them (`InputRule`: the pruning learnt from the task's training calls, a 4-message window), the
-ratio, how many calls fit the model's 8,192-token context each way, and training time per epoch each way: the
-median interval between steps over `--timed-steps` LoRA steps of batch 1 (the first, warm-up, step left out) times
-the task's training examples. Nothing is truncated: an example longer than the context is left out and counted.
+Part 1, per task, on long logs: the airline agent of `pipeline.long_demo` (a ~1,100-token policy and ~2,500 tokens
+of tool schemas in every call, multi-turn with JSON tool results) and the ToolBench transcripts in `../shared/data`
+(skipped, with a message, where that folder is absent). An airline task is the calls with one reply type (one
+tool, or text), the split step 3 makes of one agent; ToolBench's calls, each offering its own tools, are one task.
+For each: mean prompt tokens per training example as logged and as the adapter reads them (`InputRule`: the
+pruning learnt from the task's training calls, a 4-message window), the ratio, how many calls fit the model's
+8,192-token context each way, and training time per epoch each way: the median interval between steps over
+`--timed-steps` LoRA steps of batch 1 (the first, warm-up, step left out) times the task's training examples.
+Nothing is truncated: an example longer than the context is left out and counted.
 
-Part 2, held-out score both ways on the standard demo's ticket-routing calls, a task small enough to train on its
-whole prompt here: the training defaults (LoRA r 8, 30 steps of batch 4, same seed) once on the logged prompt and
-once pruned, each scored on the same 24 held-out calls (name match × field F1 against the LLM's logged call).
+Part 2, held-out score both ways on the standard demo's calls of one reply type (`--score-task`, repeatable; ticket
+routing by default), tasks small enough to train on their whole prompt here: the training defaults (LoRA r 8, 30
+steps of batch 4, same seed) once on the logged prompt and once pruned, each scored on the same 24 held-out calls
+(name match × field F1 against the LLM's logged call).
 """
 
 from __future__ import annotations
@@ -78,10 +81,10 @@ def step_seconds(checkpoint: Path, examples: list[dict], steps: int, out: Path) 
     return statistics.median(np.diff(stamps))
 
 
-def long_logs(name: str, calls: pd.DataFrame, checkpoint: Path, context: int, timed_steps: int, tmp: Path) -> list[dict]:
+def long_logs(name: str, tasks: dict[str, pd.DataFrame], checkpoint: Path, context: int, timed_steps: int, tmp: Path) -> list[dict]:
     _, tokenizer = load_base(checkpoint)
     rows = []
-    for kind, group in calls.groupby([reply_type(c) for c in calls.to_dict("records")]):
+    for kind, group in tasks.items():
         train, _ = split_by_time(group, 0.2)
         records = train.to_dict("records")
         if len(records) < 4:
@@ -104,10 +107,10 @@ def long_logs(name: str, calls: pd.DataFrame, checkpoint: Path, context: int, ti
     return rows
 
 
-def routing_scores(checkpoint: Path, tmp: Path) -> list[dict]:
+def held_out_scores(checkpoint: Path, task: str, tmp: Path) -> list[dict]:
     write_demo_logs(tmp / "demo", calls=2000)
     calls = LogSource(home=str(tmp / "home"), logs_dir=str(tmp / "demo")).collect().calls
-    calls = calls[[reply_type(c) == "tool:route_ticket" for c in calls.to_dict("records")]]
+    calls = calls[[reply_type(c) == task for c in calls.to_dict("records")]]
     train, held_out = split_by_time(calls, 0.2)
     records = train.to_dict("records")
     sample = held_out.iloc[np.unique(np.linspace(0, len(held_out) - 1, HELD_OUT_SCORED).astype(int))].to_dict("records")
@@ -119,10 +122,10 @@ def routing_scores(checkpoint: Path, tmp: Path) -> list[dict]:
         result = train_adapter(checkpoint, made.examples, out, TrainConfig())
         adapted = PeftModel.from_pretrained(load_base(checkpoint)[0], out).merge_and_unload()
         scored = score_model(adapted, tokenizer, [rule.prepare(c) for c in sample], reply_kind(sample[0]), 64, embed=None)
-        rows.append({"input": name, "tokens/example": np.mean(made.tokens), "train calls": len(made.examples),
+        rows.append({"task": task, "input": name, "tokens/example": np.mean(made.tokens), "train calls": len(made.examples),
                      "steps": result.steps, "train s": result.seconds, "s/step": result.seconds / result.steps,
                      "held-out score": scored.mean, "exact args": float(scored.scores["exact_args"].mean())})
-        print(f"  routing, {name}: score {scored.mean:.3f} after {result.seconds:.0f} s", flush=True)
+        print(f"  {task}, {name}: score {scored.mean:.3f} after {result.seconds:.0f} s", flush=True)
     return rows
 
 
@@ -131,28 +134,38 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=60)
     parser.add_argument("--timed-steps", type=int, default=3)
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("SLM_HOME", ".slm")))
+    parser.add_argument("--score-task", action="append", help="demo reply type(s) for part 2 (default: tool:route_ticket)")
+    parser.add_argument("--no-long-logs", action="store_true", help="part 2 only")
     args = parser.parse_args()
     smollm2 = load_candidates()[0]
     checkpoint = base_checkpoint(smollm2, args.home)
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        print("Part 1: long logs", flush=True)
-        rows = long_logs("airline", collect(write_long_logs(tmp, args.conversations)), checkpoint, smollm2.context_length, args.timed_steps, tmp)
-        if (SHARED / "toolbench_chatgpt_dfs_examples").exists():
-            rows += long_logs("ToolBench", collect(toolbench(tmp)), checkpoint, smollm2.context_length, args.timed_steps, tmp)
-        else:
-            print(f"  ToolBench skipped: {SHARED / 'toolbench_chatgpt_dfs_examples'} is absent")
-        print("Part 2: held-out score, logged prompt against pruned (demo ticket routing)", flush=True)
-        scores = routing_scores(checkpoint, tmp)
-    print(f"\nSmolLM2-135M, context {smollm2.context_length}; prompt tokens per training example and training time per "
-          f"epoch (batch 1), logged prompt (the baseline) against pruned + last {WINDOW} messages:\n")
-    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
-    print("\nHeld-out score on the demo's ticket routing, the same 24 calls, the training defaults each way:\n")
+        rows = []
+        if not args.no_long_logs:
+            print("Part 1: long logs", flush=True)
+            airline = collect(write_long_logs(tmp, args.conversations))
+            by_reply = dict(list(airline.groupby([reply_type(c) for c in airline.to_dict("records")])))
+            rows = long_logs("airline", by_reply, checkpoint, smollm2.context_length, args.timed_steps, tmp)
+            if (SHARED / "toolbench_chatgpt_dfs_examples").exists():
+                # one agent whose calls each offer their own tools: its replies scatter over many tools, so one task
+                rows += long_logs("ToolBench", {"all calls": collect(toolbench(tmp))}, checkpoint, smollm2.context_length,
+                                  args.timed_steps, tmp)
+            else:
+                print(f"  ToolBench skipped: {SHARED / 'toolbench_chatgpt_dfs_examples'} is absent")
+        print("Part 2: held-out score, logged prompt against pruned", flush=True)
+        scores = [row for task in args.score_task or ["tool:route_ticket"] for row in held_out_scores(checkpoint, task, tmp)]
+    if rows:
+        print(f"\nSmolLM2-135M, context {smollm2.context_length}; prompt tokens per training example and training time per "
+              f"epoch (batch 1), logged prompt (the baseline) against pruned + last {WINDOW} messages:\n")
+        print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
+    print("\nHeld-out score on demo tasks, the same 24 calls, the training defaults each way:\n")
     table = pd.DataFrame(scores)
     print(table.to_markdown(index=False, floatfmt=".3f"))
-    difference = 100 * (table["held-out score"].iloc[1] - table["held-out score"].iloc[0])
-    print(f"\npruned − logged: {difference:+.1f} points (target ≥ −2); tokens {table['tokens/example'].iloc[0] / table['tokens/example'].iloc[1]:.1f}x fewer; "
-          f"training {table['s/step'].iloc[0] / table['s/step'].iloc[1]:.1f}x faster per step")
+    for task, pair in table.groupby("task", sort=False):
+        logged, pruned = pair.iloc[0], pair.iloc[1]
+        print(f"{task}: pruned − logged {100 * (pruned['held-out score'] - logged['held-out score']):+.1f} points (target ≥ −2); "
+              f"{logged['tokens/example'] / pruned['tokens/example']:.1f}x fewer tokens; {logged['s/step'] / pruned['s/step']:.1f}x faster per step")
 
 
 if __name__ == "__main__":

@@ -108,13 +108,15 @@ def pick_candidate(
         pinned,
     )
     reason = ("pinned by configuration" if pinned else f"best by {config.policy} of {len(eligible)} eligible") if chosen else "no candidate can serve the task"
-    if chosen:
+    row = table["candidate"] == chosen
+    if chosen and table.loc[row, "eligible"].any():
         candidate = next(c for c in candidates if c.name == chosen)
-        row = table["candidate"] == chosen
         window, scores, unfit = _window(candidate, home, records, sample_calls, examples, kind, pruning, config, embed,
                                         {0: float(table.loc[row, "few_shot"].iloc[0])}, int(table.loc[row, "output_p95"].iloc[0]))
         table.loc[row, ["chosen", "reason", "context_window", "window_scores", "calls_unfit"]] = [
             True, reason, window, json.dumps(scores), unfit]
+    elif chosen:
+        table.loc[row, ["chosen", "reason"]] = [True, reason]
     return Pick(table, chosen, reason)
 
 

@@ -64,7 +64,7 @@ class Pruning:
 
     def describe(self) -> str:
         """One line for the report."""
-        tools = f"tools as signatures ({', '.join(self.used_tools) or 'each call’s own'})" if self.compact_tools else "tools kept"
+        tools = f"tools as signatures ({', '.join(self.used_tools) or 'each call’s own'})" if self.compact_tools else "no tools offered"
         varying = sum(self.static_lines.values())
         return f"{len(self.static_lines)} static system lines dropped ({varying} keep their changing values); {tools}"
 
