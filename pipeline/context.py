@@ -13,6 +13,7 @@ best tried.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -41,10 +42,8 @@ class ContextPolicy:
     def shorten(self, result: str | None) -> str:
         if not result:
             return result or ""
-        try:
+        with contextlib.suppress(json.JSONDecodeError):  # a result that is not JSON stays as the tool wrote it
             result = json.dumps(_cut_lists(json.loads(result), self.list_items), ensure_ascii=False, separators=(",", ":"))
-        except json.JSONDecodeError:
-            pass
         if len(result) > self.tool_result_chars:
             result = result[: self.tool_result_chars] + f"…[{len(result) - self.tool_result_chars} characters cut]"
         return result
