@@ -23,7 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from finetune.adapters import input_rule, promoted_version, promotions, record_promotion, versions
 from finetune.generate import generate
 from finetune.models import load_base
-from finetune.prompts import prompt_text, reply_kind, target_text
+from finetune.prompts import prompt_text, reply_kind, target_text, token_count
 from pipeline.context import InputRule, fits
 from pipeline.decision import Decision, DecisionConfig, decide, promote
 from pipeline.metrics import bootstrap_ci, score_replies
@@ -155,7 +155,7 @@ def evaluate_task(
     train, sample_calls, examples = held_out_sample(calls, embeddings, selection, config.eval_sample)
     kind = reply_kind(sample_calls[0])
     model, tokenizer = load_base(checkpoint)
-    p95 = np.percentile([len(tokenizer(target_text(c)).input_ids) + 1 for c in train.to_dict("records")], 95)
+    p95 = np.percentile([token_count(tokenizer, target_text(c)) + 1 for c in train.to_dict("records")], 95)
     max_new_tokens = min(int(p95), selection.max_new_tokens)
     challenger, champion = max(versions(adapters_root, task_id), default=None), promoted_version(adapters_root, task_id)
     window = input_rule(adapters_root, task_id, challenger).context if challenger else selection.context()
@@ -174,7 +174,7 @@ def evaluate_task(
         rule = input_rule(adapters_root, task_id, version)
         prepared = [rule.prepare(c) for c in sample_calls]
         fitting = [c for c in prepared
-                   if fits(len(tokenizer(prompt_text(tokenizer, c)).input_ids), max_new_tokens, context_length)]
+                   if fits(token_count(tokenizer, prompt_text(tokenizer, c)), max_new_tokens, context_length)]
         adapted = PeftModel.from_pretrained(load_base(checkpoint)[0], adapters_root / task_id / f"v{version}").merge_and_unload()
         scores[version] = score_model(adapted, tokenizer, fitting, kind, max_new_tokens, embed)
         rows.append(evaluation_row(task_id, "adapter", candidate, version, scores[version], len(prepared) - len(fitting),
@@ -201,4 +201,4 @@ def evaluate_task(
 
 
 def _mean_tokens(tokenizer: PreTrainedTokenizerBase, calls: Sequence[dict]) -> float:
-    return float(np.mean([len(tokenizer(prompt_text(tokenizer, c)).input_ids) for c in calls])) if calls else np.nan
+    return float(np.mean([token_count(tokenizer, prompt_text(tokenizer, c)) for c in calls])) if calls else np.nan

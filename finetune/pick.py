@@ -22,7 +22,7 @@ import pandas as pd
 from finetune.candidates import Candidate
 from finetune.evaluate import held_out_sample, score_model
 from finetune.models import base_checkpoint, load_base
-from finetune.prompts import prompt_text, reply_kind, target_text
+from finetune.prompts import prompt_text, reply_kind, target_text, token_count
 from pipeline.context import InputRule, choose_window, fits
 from pipeline.pruning import learn_pruning
 from pipeline.selection import SelectionConfig, choose, profile, unfit_reason
@@ -80,10 +80,10 @@ def pick_candidate(
         model, tokenizer = load_base(base_checkpoint(candidate, home))
         task = profile(
             calls,
-            [_tokens(tokenizer, prompt_text(tokenizer, InputRule(pruning).prepare(c))) for c in records],
-            [_tokens(tokenizer, target_text(c)) + 1 for c in records],  # + the end-of-turn token
+            [token_count(tokenizer, prompt_text(tokenizer, InputRule(pruning).prepare(c))) for c in records],
+            [token_count(tokenizer, target_text(c)) + 1 for c in records],  # + the end-of-turn token
         )
-        full_p50 = int(np.percentile([_tokens(tokenizer, prompt_text(tokenizer, c)) for c in records], 50))
+        full_p50 = int(np.percentile([token_count(tokenizer, prompt_text(tokenizer, c)) for c in records], 50))
         unfit = unfit_reason(task, candidate.context_length, candidate.tool_calling)
         if unfit:
             rows.append(_row(task_id, candidate, task, full_p50, reason=unfit))
@@ -136,13 +136,9 @@ def _window(candidate, home, records, sample_calls, examples, kind, pruning, con
             scores[window] = score_model(model, tokenizer, fitted, kind, budget, embed, examples).mean
     window = choose_window(scores, config.window_margin)
     rule = InputRule(pruning, config.context(window))
-    unfit = sum(not fits(_tokens(tokenizer, prompt_text(tokenizer, rule.prepare(c))), reply_tokens, candidate.context_length)
+    unfit = sum(not fits(token_count(tokenizer, prompt_text(tokenizer, rule.prepare(c))), reply_tokens, candidate.context_length)
                 for c in records)
     return window, {str(w): round(s, 4) for w, s in sorted(scores.items())}, unfit
-
-
-def _tokens(tokenizer, text: str) -> int:
-    return len(tokenizer(text, add_special_tokens=False).input_ids)
 
 
 def _row(task_id: str, candidate: Candidate, task=None, full_p50=0, *, eligible=False, zero_shot=np.nan, few_shot=np.nan,

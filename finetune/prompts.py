@@ -76,16 +76,17 @@ def adapter_examples(tokenizer: PreTrainedTokenizerBase, calls: Sequence[dict], 
     examples, full, pruned = [], [], []
     for call in calls:
         example = training_example(tokenizer, rule.prepare(call))
-        length = _length(tokenizer, example["prompt"])
-        if not fits(length, _length(tokenizer, example["completion"]) + 1, max_tokens):
+        length = token_count(tokenizer, example["prompt"])
+        if not fits(length, token_count(tokenizer, example["completion"]) + 1, max_tokens):
             continue
         examples.append(example)
-        full.append(_length(tokenizer, prompt_text(tokenizer, call)))
+        full.append(token_count(tokenizer, prompt_text(tokenizer, call)))
         pruned.append(length)
     return Examples(examples, full, pruned, len(calls) - len(examples))
 
 
-def _length(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
+def token_count(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
+    """Tokens of a rendered text; the chat template already wrote any special tokens into it."""
     return len(tokenizer(text, add_special_tokens=False).input_ids)
 
 
