@@ -53,6 +53,7 @@ def adapters(
             "prompt_tokens_full": manifest["prompt_tokens_full"],
             "prompt_tokens": manifest["prompt_tokens"],
             "steps": manifest["steps"],
+            "stopped": manifest["stopped"],
             "final_loss": manifest["final_loss"],
             "seconds": manifest["seconds"],
             "tokens_per_second": manifest["tokens_per_second"],

@@ -11,7 +11,9 @@ from pipeline.resources import Conversion, Reports
 @asset(
     deps=[AssetKey("tasks"), AssetKey("evaluations")],
     group_name="report",
-    automation_condition=AutomationCondition.eager(),  # a new evaluation of any task updates the report
+    # A new evaluation of any task updates the report; a task not evaluated yet does not hold it back, since the
+    # report says "not evaluated" for it.
+    automation_condition=AutomationCondition.eager().without(~AutomationCondition.any_deps_missing()),
 )
 def conversion_report(
     context: AssetExecutionContext, warehouse: DuckDBResource, conversion: Conversion, reports: Reports

@@ -37,6 +37,7 @@ ADAPTER_COLUMNS = {
     "prompt_tokens_full": "float64",  # mean prompt tokens per training example as logged
     "prompt_tokens": "float64",  # and as trained on
     "steps": "int64",
+    "stopped": "string",  # why training ended: converged, token budget, or the step limit
     "final_loss": "float64",
     "loss_curve": "string",  # JSON list, one loss per step
     "seconds": "float64",
@@ -80,6 +81,7 @@ def train_task_adapter(
         "prompt_tokens_full": round(float(np.mean(examples.tokens_full)), 1) if examples.tokens else 0.0,
         "prompt_tokens": round(float(np.mean(examples.tokens)), 1) if examples.tokens else 0.0,
         "steps": result.steps,
+        "stopped": result.stopped,
         "final_loss": result.loss_curve[-1] if result.loss_curve else float("nan"),
         "loss_curve": result.loss_curve,
         "seconds": round(result.seconds, 2),
@@ -103,6 +105,7 @@ def registry(root: Path, task_id: str) -> pd.DataFrame:
     rows = []
     for version in versions(root, task_id):
         manifest = json.loads((root / task_id / f"v{version}" / MANIFEST).read_text())
+        manifest.setdefault("stopped", f"step limit: {manifest['steps']} steps")  # versions before early stopping
         rows.append({
             **{k: manifest[k] for k in ADAPTER_COLUMNS if k not in ("loss_curve", "hyperparameters", "trained_at")},
             "loss_curve": json.dumps(manifest["loss_curve"]),

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from finetune.adapters import input_rule, promoted_version, promotions, record_promotion, versions
 from finetune.generate import generate
-from finetune.models import load_base
+from finetune.models import load_for_inference, load_tokenizer
 from finetune.prompts import prompt_text, reply_kind, target_text, token_count
 from pipeline.context import InputRule, fits
 from pipeline.decision import Decision, DecisionConfig, decide, promote
@@ -154,7 +153,7 @@ def evaluate_task(
     adapter only if it beats the promoted one there; decide whether the task can move to its SLM."""
     train, sample_calls, examples = held_out_sample(calls, embeddings, selection, config.eval_sample)
     kind = reply_kind(sample_calls[0])
-    model, tokenizer = load_base(checkpoint)
+    model, tokenizer = load_for_inference(checkpoint), load_tokenizer(checkpoint)
     p95 = np.percentile([token_count(tokenizer, target_text(c)) + 1 for c in train.to_dict("records")], 95)
     max_new_tokens = min(int(p95), selection.max_new_tokens)
     challenger, champion = max(versions(adapters_root, task_id), default=None), promoted_version(adapters_root, task_id)
@@ -175,7 +174,7 @@ def evaluate_task(
         prepared = [rule.prepare(c) for c in sample_calls]
         fitting = [c for c in prepared
                    if fits(token_count(tokenizer, prompt_text(tokenizer, c)), max_new_tokens, context_length)]
-        adapted = PeftModel.from_pretrained(load_base(checkpoint)[0], adapters_root / task_id / f"v{version}").merge_and_unload()
+        adapted = load_for_inference(checkpoint, adapters_root / task_id / f"v{version}")
         scores[version] = score_model(adapted, tokenizer, fitting, kind, max_new_tokens, embed)
         rows.append(evaluation_row(task_id, "adapter", candidate, version, scores[version], len(prepared) - len(fitting),
                                    _mean_tokens(tokenizer, fitting), rule.describe()))

@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 
 import torch
+from peft import PeftModel
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -73,9 +74,31 @@ def base_model_sha256(checkpoint: Path) -> str:
     return file_sha256(next(checkpoint.glob("*.safetensors")))
 
 
-def load_base(checkpoint: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+def load_base(checkpoint: Path, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype)
     return model.eval(), load_tokenizer(checkpoint)
+
+
+def load_for_inference(checkpoint: Path, adapter: Path | None = None) -> PreTrainedModel:
+    """The base model, with `adapter` merged into it when given, in the dtype it is served in here."""
+    model = load_base(checkpoint)[0]
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return model.to(serving_dtype())
+
+
+def bf16_native() -> bool:
+    """Whether the hardware computes bf16 itself: a CUDA card that supports it, or a CPU with AVX-512 BF16 or AMX.
+    Elsewhere bf16 is emulated and slower than fp32."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def serving_dtype() -> torch.dtype:
+    """bf16 where it is native (generation measured 1.5-2x faster than fp32 on an AVX-512 BF16 CPU), else fp32."""
+    return torch.bfloat16 if bf16_native() else torch.float32
 
 
 def load_tokenizer(checkpoint: Path) -> PreTrainedTokenizerBase:

@@ -2,6 +2,9 @@
 rest zero-shot and few-shot on a sample of its held-out calls, and choose one by the selection policy; then choose
 the task's conversation window with the chosen model.
 
+Candidates are tried best-placed first (cheapest under `score_per_cost`, smallest under `best_score`), and one that
+could not beat the best scored so far even with a perfect score is neither profiled nor scored: its row says so.
+
 A candidate is profiled on the input its adapter will read (static text pruned, `pipeline.pruning`), since that is
 what it serves; the base model is scored on the prompt as logged, since without an adapter it needs the
 instructions. The window is chosen on the base model few-shot, the only model there is before training: windows
@@ -11,7 +14,6 @@ that leave every sampled prompt as it was are not scored again.
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +23,11 @@ import pandas as pd
 
 from finetune.candidates import Candidate
 from finetune.evaluate import held_out_sample, score_model
-from finetune.models import base_checkpoint, load_base
+from finetune.models import base_checkpoint, load_for_inference, load_tokenizer
 from finetune.prompts import prompt_text, reply_kind, target_text, token_count
 from pipeline.context import InputRule, choose_window, fits
 from pipeline.pruning import learn_pruning
-from pipeline.selection import SelectionConfig, choose, profile, unfit_reason
+from pipeline.selection import SelectionConfig, choose, could_win, profile, unfit_reason, value
 
 SELECTION_COLUMNS = {
     "task_id": "string",
@@ -38,7 +40,7 @@ SELECTION_COLUMNS = {
     "input_p95": "int64",
     "output_p50": "int64",
     "output_p95": "int64",
-    "eligible": "bool",
+    "eligible": "bool",  # profiled and able to serve the task
     "zero_shot": "float64",  # mean score on the sample, NaN where not scored
     "few_shot": "float64",
     "calls_scored": "int64",
@@ -75,9 +77,20 @@ def pick_candidate(
     kind = reply_kind(sample_calls[0])
     records = calls.to_dict("records")
     pruning = learn_pruning(train.to_dict("records"), config.prune_share)
-    rows = []
-    for candidate in candidates:
-        model, tokenizer = load_base(base_checkpoint(candidate, home))
+    pinned = config.pins.get(task_id, "")
+    rows: dict[str, dict] = {}
+    best = None  # (value, parameters, name) of the best candidate scored so far
+    # The candidate that could rank first is tried first; one that could not beat the best so far even with a
+    # perfect score is neither profiled nor scored (on the demo that spares Gemma-3-270M on every task).
+    for candidate in sorted(candidates, key=lambda c: (-value(1.0, c.serving_usd_per_1m_tokens, config.policy), c.parameters)):
+        if pinned and candidate.name != pinned:
+            rows[candidate.name] = _row(task_id, candidate, reason=f"not scored: the task is pinned to {pinned}")
+            continue
+        if best is not None and not could_win(candidate.serving_usd_per_1m_tokens, candidate.parameters, *best[:2], config.policy):
+            rows[candidate.name] = _row(task_id, candidate, reason=f"not scored: a perfect score would not beat {best[2]} by {config.policy}")
+            continue
+        checkpoint = base_checkpoint(candidate, home)
+        tokenizer = load_tokenizer(checkpoint)
         task = profile(
             calls,
             [token_count(tokenizer, prompt_text(tokenizer, InputRule(pruning).prepare(c))) for c in records],
@@ -86,28 +99,31 @@ def pick_candidate(
         full_p50 = int(np.percentile([token_count(tokenizer, prompt_text(tokenizer, c)) for c in records], 50))
         unfit = unfit_reason(task, candidate.context_length, candidate.tool_calling)
         if unfit:
-            rows.append(_row(task_id, candidate, task, full_p50, reason=unfit))
+            rows[candidate.name] = _row(task_id, candidate, task, full_p50, reason=unfit)
             continue
+        model = load_for_inference(checkpoint)
         budget = min(task.output_p95, config.max_new_tokens)
         fitted = [config.context().apply(c) for c in sample_calls]
         zero = score_model(model, tokenizer, fitted, kind, budget, embed)
         few = score_model(model, tokenizer, fitted, kind, budget, embed, examples)
-        rows.append(_row(task_id, candidate, task, full_p50, eligible=True, zero_shot=zero.mean, few_shot=few.mean,
-                         calls_scored=len(sample_calls), tokens_per_second=few.tokens_per_second))
-    table = _frame(rows)
-    eligible = table[table["eligible"]]
-    pinned = config.pins.get(task_id, "")
+        rows[candidate.name] = _row(task_id, candidate, task, full_p50, eligible=True, zero_shot=zero.mean, few_shot=few.mean,
+                                    calls_scored=len(sample_calls), tokens_per_second=few.tokens_per_second)
+        reached = float(value(max(zero.mean, few.mean), candidate.serving_usd_per_1m_tokens, config.policy))
+        if best is None or (reached, -candidate.parameters) > (best[0], -best[1]):
+            best = (reached, candidate.parameters, candidate.name)
+    table = _frame([rows[c.name] for c in candidates])
+    scored = table[table["calls_scored"] > 0]
     chosen = choose(
         pd.DataFrame({
-            "candidate": eligible["candidate"],
-            "score": eligible[["zero_shot", "few_shot"]].max(axis=1),
-            "cost": eligible["serving_usd_per_1m_tokens"],
-            "parameters": eligible["parameters"],
+            "candidate": scored["candidate"],
+            "score": scored[["zero_shot", "few_shot"]].max(axis=1),
+            "cost": scored["serving_usd_per_1m_tokens"],
+            "parameters": scored["parameters"],
         }),
         config.policy,
         pinned,
     )
-    reason = ("pinned by configuration" if pinned else f"best by {config.policy} of {len(eligible)} eligible") if chosen else "no candidate can serve the task"
+    reason = ("pinned by configuration" if pinned else f"best by {config.policy} of {len(scored)} scored") if chosen else "no candidate can serve the task"
     row = table["candidate"] == chosen
     if chosen and table.loc[row, "eligible"].any():
         candidate = next(c for c in candidates if c.name == chosen)
@@ -122,7 +138,8 @@ def pick_candidate(
 
 def _window(candidate, home, records, sample_calls, examples, kind, pruning, config, embed, scores, reply_tokens):
     """(the window chosen, each window's few-shot score, calls that do not fit the context in it)."""
-    model, tokenizer = load_base(base_checkpoint(candidate, home))
+    checkpoint = base_checkpoint(candidate, home)
+    model, tokenizer = load_for_inference(checkpoint), load_tokenizer(checkpoint)
     budget = min(reply_tokens, config.max_new_tokens)
     rendered = {0: [prompt_text(tokenizer, config.context().apply(c), e) for c, e in zip(sample_calls, examples)]}
     for window in sorted(set(config.windows) - {0}):

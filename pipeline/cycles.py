@@ -10,6 +10,8 @@ import os
 import pandas as pd
 from dagster import (
     AssetKey,
+    AssetSelection,
+    AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     EventLogEntry,
@@ -33,6 +35,12 @@ retraining = ScheduleDefinition(
     job=find_tasks,
     cron_schedule=os.environ.get("SLM_RETRAIN_CRON", "0 3 * * 1"),
     default_status=DefaultScheduleStatus.RUNNING,
+)
+
+# Runs the report's automation condition (every 30 s by default), on from the start so that `dagster dev` and the
+# daemon keep the report current without a click in the UI.
+report_automation = AutomationConditionSensorDefinition(
+    "report_automation", target=AssetSelection.groups("report"), default_status=DefaultSensorStatus.RUNNING
 )
 
 

@@ -8,7 +8,7 @@ from dagster_duckdb import DuckDBResource
 
 import assets
 from pipeline.demo import DEMO_SCRUB_ALLOW
-from pipeline.cycles import retrain_changed_tasks, retraining
+from pipeline.cycles import report_automation, retrain_changed_tasks, retraining
 from pipeline.jobs import collect_and_scrub, convert_tasks, evaluate_tasks, find_tasks, report
 from pipeline.resources import Conversion, LogSource, PiiScrubber, Reports
 from pipeline.sensors import new_log_files
@@ -22,7 +22,7 @@ def build_definitions(settings: Settings) -> Definitions:
         assets=load_assets_from_package_module(assets),
         jobs=[collect_and_scrub, find_tasks, convert_tasks, evaluate_tasks, report],
         schedules=[retraining],
-        sensors=[new_log_files, retrain_changed_tasks],
+        sensors=[new_log_files, retrain_changed_tasks, report_automation],
         executor=_executor(settings.executor),
         resources={
             "io_manager": WarehouseIOManager(database=settings.warehouse, schema="main"),

@@ -85,17 +85,27 @@ def unfit_reason(task: Profile, context_length: int, tool_calling: bool) -> str:
     return ""
 
 
-def choose(scores: pd.DataFrame, policy: str = "score_per_cost", pinned: str = "") -> str:
-    """The candidate to fine-tune, from one row per candidate with `candidate`, `score`, `cost` and `parameters`.
-
-    `score_per_cost` ranks by score over serving cost; `best_score` by score alone. Ties go to the smaller model.
-    """
-    if pinned:
-        return pinned
+def value(score, cost, policy: str = "score_per_cost"):
+    """What the policy ranks by: score per serving dollar (`score_per_cost`) or the score alone (`best_score`)."""
     if policy not in POLICIES:
         raise ValueError(f"selection policy {policy!r}: expected one of {', '.join(POLICIES)}")
-    if scores.empty:
+    return score / np.maximum(cost, 1e-9) if policy == "score_per_cost" else score
+
+
+def could_win(cost: float, parameters: int, best_value: float, best_parameters: int, policy: str = "score_per_cost") -> bool:
+    """Whether a candidate with a perfect score would rank above the best one scored so far (ties go to the smaller
+    model): one that could not is not worth scoring."""
+    bound = round(float(value(1.0, cost, policy)), 9)
+    return bound > round(best_value, 9) or (bound == round(best_value, 9) and parameters < best_parameters)
+
+
+def choose(scores: pd.DataFrame, policy: str = "score_per_cost", pinned: str = "") -> str:
+    """The candidate to fine-tune, from one row per scored candidate with `candidate`, `score`, `cost` and
+    `parameters`. Ties go to the smaller model."""
+    if pinned:
+        return pinned
+    ranked = scores.assign(value=value(scores["score"], scores["cost"], policy).round(9))
+    if ranked.empty:
         return ""
-    value = scores["score"] / scores["cost"].clip(lower=1e-9) if policy == "score_per_cost" else scores["score"]
-    ranked = scores.assign(value=value.round(9)).sort_values(["value", "parameters"], ascending=[False, True])
+    ranked = ranked.sort_values(["value", "parameters"], ascending=[False, True])
     return str(ranked["candidate"].iloc[0])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pipeline.clustering import ClusterConfig, central_rows, centroids, cluster,
 NOISE = "unassigned"  # calls in no task: they stay with the LLM
 PART_CHARS = 400  # per part of a signature: MiniLM reads 256 word pieces at most
 STRUCTURE_WEIGHT = 0.85
+CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text, for calls whose log has no token usage
 
 TASK_COLUMNS = {
     "task_id": "string",
@@ -167,7 +169,7 @@ def _describe(calls, signatures, embeddings, labels, ids, previous, prices) -> p
     records = calls.to_dict("records")
     # a row stands for `occurrences` identical calls: shares count every one of them
     weight = np.array([r["occurrences"] for r in records], dtype=float)
-    tokens = weight * np.array([_count(r["prompt_tokens"]) + _count(r["completion_tokens"]) for r in records])
+    tokens = weight * np.array([sum(usage(r)) for r in records])
     spend = weight * np.array([_spend(r, prices) for r in records])
     words = keywords(signatures, labels) if len(calls) else {}
     central = central_rows(embeddings, labels) if len(calls) else {}
@@ -210,14 +212,23 @@ def _weighted_counts(records: list[dict], names_of: Callable[[dict], list[str]])
     return dict(counts.most_common())
 
 
-def _count(value) -> int:
-    return 0 if pd.isna(value) else int(value)
+def usage(record: dict) -> tuple[int, int]:
+    """(prompt, completion) tokens as logged; where the log has none (a bare transcript), estimated from the text at
+    `CHARS_PER_TOKEN`, so that such calls still count in the shares of tokens and spend."""
+    prompt, completion = record["prompt_tokens"], record["completion_tokens"]
+    if pd.isna(prompt):
+        prompt = math.ceil((len(record["messages"]) + len(record["tools"] or "")) / CHARS_PER_TOKEN)
+    if pd.isna(completion):
+        text = record["response_text"]
+        completion = math.ceil(len(text if isinstance(text, str) and text else record["response_tool_calls"]) / CHARS_PER_TOKEN)
+    return int(prompt), int(completion)
 
 
 def _spend(record: dict, prices: Prices) -> float:
     if not pd.isna(record["cost_usd"]):
         return float(record["cost_usd"])
-    return (_count(record["prompt_tokens"]) * prices.input_usd + _count(record["completion_tokens"]) * prices.output_usd) / 1e6
+    prompt, completion = usage(record)
+    return (prompt * prices.input_usd + completion * prices.output_usd) / 1e6
 
 
 def task_map(embeddings: np.ndarray, task_ids: list[str]) -> bytes:

@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-from dagster import DagsterInstance, build_sensor_context, partition_loading_context
+from dagster import AssetKey, DagsterInstance, build_sensor_context, evaluate_automation_conditions, partition_loading_context
 from dagster._config import process_config
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -207,6 +207,14 @@ def test_all_six_steps_materialize_on_a_small_log_with_a_tiny_model_and_a_second
         report = (settings.home / "reports" / "conversion_report.md").read_text()
         assert "1 of" in report and f"| {task_id}" in report
         assert (settings.home / "reports" / "conversion_report.html").exists()
+
+        # declarative automation: a new evaluation of the task brings the report up to date, the other tasks
+        # (never evaluated) notwithstanding
+        settled = evaluate_automation_conditions(defs=defs, instance=instance)
+        assert settled.total_requested == 0
+        assert defs.resolve_job_def("evaluate_tasks").execute_in_process(instance=instance, partition_key=task_id).success
+        after = evaluate_automation_conditions(defs=defs, instance=instance, cursor=settled.cursor)
+        assert after.total_requested == 1 and after.get_num_requested(AssetKey("conversion_report")) == 1
 
         context = build_sensor_context(instance=instance, resources=defs.resources, repository_def=defs.get_repository_def())
         with partition_loading_context(dynamic_partitions_store=instance):  # the daemon does this for a live sensor

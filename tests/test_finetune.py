@@ -12,14 +12,14 @@ from peft import PeftModel
 
 from finetune.adapters import ADAPTER_COLUMNS, input_rule, registry, train_task_adapter
 from finetune.candidates import Candidate, load_candidates
-from finetune.generate import generate
+from finetune.generate import batches, generate
 from finetune.models import load_base
 from finetune.pick import pick_candidate
 from finetune.prompts import adapter_examples, chat_messages, prompt_text, target_text
 from pipeline.context import InputRule
 from pipeline.pruning import learn_pruning
-from finetune.train import TrainConfig
-from pipeline.selection import Profile, SelectionConfig, choose, split_by_time, unfit_reason
+from finetune.train import TrainConfig, stop_reason
+from pipeline.selection import Profile, SelectionConfig, choose, could_win, split_by_time, unfit_reason
 
 ROUTE_TOOL = {"type": "function", "function": {"name": "route_ticket", "description": "Send a ticket to a queue.",
                                                "parameters": {"type": "object", "properties": {"queue": {"type": "string"}}}}}
@@ -110,9 +110,50 @@ def test_choice_is_best_score_per_cost_then_the_smaller_model_and_a_pin_wins():
         choose(scores, policy="cheapest")
 
 
+def test_a_candidate_that_could_not_win_with_a_perfect_score_is_not_worth_scoring():
+    # the small one scored 0.5 at $0.02: 25 per dollar, all that a perfect score at $0.04 would reach
+    assert not could_win(cost=0.04, parameters=2, best_value=0.5 / 0.02, best_parameters=1)
+    assert could_win(cost=0.04, parameters=2, best_value=0.4 / 0.02, best_parameters=1)
+    assert not could_win(cost=0.04, parameters=2, best_value=1.0, best_parameters=1, policy="best_score")
+    assert could_win(cost=0.04, parameters=1, best_value=1.0, best_parameters=2, policy="best_score")
+
+
+def test_generation_batches_prompts_of_like_length_within_a_token_bound():
+    assert batches([50, 10, 30, 20], max_new_tokens=10, batch_size=2, batch_tokens=1000) == [[1, 3], [2, 0]]
+    assert batches([10, 10, 10], max_new_tokens=0, batch_size=8, batch_tokens=25) == [[0, 1], [2]]
+    assert batches([10, 500], max_new_tokens=0, batch_size=8, batch_tokens=100) == [[0], [1]]  # too long: alone
+
+
 def test_training_steps_follow_the_data_within_bounds():
     config = TrainConfig(batch_size=4, epochs=2, min_steps=20, max_steps=60)
     assert (config.steps(10), config.steps(100), config.steps(1000)) == (20, 50, 60)
+
+
+def test_training_stops_once_the_loss_has_converged_or_the_token_budget_is_read():
+    config = TrainConfig(stop_loss=0.02, max_tokens=10_000)
+    assert stop_reason([2.0, 0.5, 0.01, 0.01, 0.01], tokens=500, config=config) == ""  # 0.1325 over the last four
+    assert stop_reason([2.0, 0.01, 0.01, 0.01, 0.01], 500, config).startswith("converged: mean loss 0.0100")
+    assert stop_reason([0.01, 0.01, 0.01], 500, config) == ""  # too few steps to tell
+    assert stop_reason([2.0], 10_000, config) == "token budget: 10,000 of 10,000 tokens read"
+    assert stop_reason([0.0] * 8, 10**9, TrainConfig(stop_loss=0, max_tokens=0)) == ""
+
+
+def test_an_adapter_stops_early_and_says_why(tiny_checkpoint, tmp_path):
+    _, tokenizer = load_base(tiny_checkpoint)
+    calls = [call(i, queue=QUEUES[i % 3]) for i in range(12)]
+    examples = adapter_examples(tokenizer, calls, InputRule(), 2048)
+
+    converged = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, InputRule(), tmp_path,
+                                   TrainConfig(min_steps=12, max_steps=12, stop_loss=1e6))
+    budget = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, InputRule(), tmp_path,
+                                TrainConfig(min_steps=12, max_steps=12, max_tokens=1))
+    limit = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, InputRule(), tmp_path,
+                               TrainConfig(min_steps=2, max_steps=2))  # mid-epoch: 12 examples are 3 steps
+
+    assert converged["steps"] == 4 and len(converged["loss_curve"]) == 4 and converged["stopped"].startswith("converged")
+    assert budget["steps"] == 1 and budget["stopped"].startswith("token budget")
+    assert (limit["steps"], len(limit["loss_curve"]), limit["stopped"]) == (2, 2, "step limit: 2 steps")
+    assert list(registry(tmp_path, "task-001")["stopped"]) == [converged["stopped"], budget["stopped"], limit["stopped"]]
 
 
 def test_an_adapter_is_trained_registered_as_the_next_version_and_reloads(tiny_checkpoint, tmp_path):
@@ -130,6 +171,7 @@ def test_an_adapter_is_trained_registered_as_the_next_version_and_reloads(tiny_c
     assert (first["version"], second["version"]) == (1, 2)
     assert first["data_sha256"] != second["data_sha256"] and len(first["base_sha256"]) == 64
     assert len(first["loss_curve"]) == 12 and first["loss_curve"][-1] < first["loss_curve"][0]
+    assert first["stopped"] == "step limit: 12 steps"
     assert [step for step, _, _ in logged] == list(range(1, 13))
     table = registry(tmp_path, "task-001")
     assert list(table.columns) == list(ADAPTER_COLUMNS) and list(table["version"]) == [1, 2]
@@ -164,8 +206,30 @@ def test_pick_scores_each_fitting_candidate_and_skips_a_task_too_small(tiny_chec
     assert rows.loc["tiny", "context_window"] == 2 and len(set(json.loads(rows.loc["tiny", "window_scores"]).values())) == 1
     assert rows.loc["tiny", "calls_unfit"] == 0
 
+    pinned = pick_candidate("task-001", calls, embeddings, [*candidates, tiny_candidate(tiny_checkpoint, name="other")], tmp_path,
+                            replace(config, pins={"task-001": "other"}), embed=lambda texts: np.ones((len(texts), 3)))
+    rows = pinned.table.set_index("candidate")
+    assert pinned.chosen == "other" and rows.loc["other", "calls_scored"] == 2
+    assert not rows.loc["tiny", "eligible"] and rows.loc["tiny", "calls_scored"] == 0
+    assert rows.loc["tiny", "reason"] == "not scored: the task is pinned to other"
+
     skipped = pick_candidate("task-002", calls.head(5), embeddings[:5], candidates, tmp_path, config, embed=None)
     assert skipped.chosen == "" and "5 calls, fewer than the 10" in skipped.reason
+
+
+def test_pick_neither_profiles_nor_scores_a_dearer_candidate_that_a_perfect_score_would_not_make_the_choice(tiny_checkpoint, tmp_path):
+    calls = pd.DataFrame([call(i, text=f"answer {i}", day=i) for i in range(12)])
+    same_vector = lambda texts: np.ones((len(texts), 3))  # every reply scores 1.0
+    candidates = [tiny_candidate(tiny_checkpoint, name="dear", parameters=200_000, serving_usd_per_1m_tokens=0.02),
+                  tiny_candidate(tiny_checkpoint)]
+
+    picked = pick_candidate("task-001", calls, np.eye(12, dtype=np.float32), candidates, tmp_path,
+                            SelectionConfig(min_calls=10, score_sample=2), embed=same_vector)
+
+    rows = picked.table.set_index("candidate")
+    assert picked.chosen == "tiny" and rows.loc["tiny", "few_shot"] == pytest.approx(1.0)
+    assert rows.loc["dear", "calls_scored"] == 0 and rows.loc["dear", "input_p50"] == 0  # not even profiled
+    assert rows.loc["dear", "reason"] == "not scored: a perfect score would not beat tiny by score_per_cost"
 
 
 def test_calls_too_long_for_the_context_are_left_out_of_training_and_counted(tiny_checkpoint):

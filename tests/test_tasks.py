@@ -10,7 +10,7 @@ import pandas as pd
 from pipeline.clustering import ClusterConfig
 from pipeline.collect import typed_frame
 from pipeline.scrub import CLEAN_COLUMNS
-from pipeline.tasks import NOISE, embed, find_tasks, reply_type, signature_embeddings, task_signature
+from pipeline.tasks import CHARS_PER_TOKEN, NOISE, embed, find_tasks, reply_type, signature_embeddings, task_signature, usage
 
 ROUTE = [{"id": "c", "name": "route_ticket", "arguments": {"queue": "billing"}}]
 
@@ -32,6 +32,15 @@ def test_reply_type_tells_tool_calls_json_and_text_apart():
     assert reply_type(clean_call(2, "x", reply='{"amount": 3}')) == "json"
     assert reply_type(clean_call(3, "x", reply="{not json")) == "text"
     assert reply_type(clean_call(4, "x", reply="Hello")) == "text"
+
+
+def test_a_call_logged_without_token_usage_counts_its_tokens_estimated_from_its_text():
+    logged = clean_call(1, "x", reply="Hello")
+    bare = {**logged, "prompt_tokens": None, "completion_tokens": None, "response_text": "a" * 40}
+    assert usage(logged) == (100, 10)
+    assert usage(bare) == (-(-(len(bare["messages"]) + len(bare["tools"])) // CHARS_PER_TOKEN), 10)
+    tool_call = {**bare, "response_text": None, "response_tool_calls": json.dumps(ROUTE)}
+    assert usage(tool_call)[1] == -(-len(json.dumps(ROUTE)) // CHARS_PER_TOKEN)
 
 
 def test_signature_puts_the_reply_type_first_then_tools_system_and_last_message():
