@@ -33,7 +33,7 @@ def evaluations(
     result = evaluate_task(
         task_id, calls, embeddings, name, base_checkpoint(candidate, conversion.home_path), candidate.context_length,
         conversion.adapters_root,
-        conversion.selection(), conversion.decision(), encode,
+        conversion.selection(), conversion.decision(), encode, conversion.judge(),
     )
     if result.promotion:
         verdict = "promoted" if result.promotion["promoted"] else "kept the promoted adapter over"

@@ -22,10 +22,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from finetune.adapters import input_rule, promoted_version, promotions, record_promotion, versions
 from finetune.generate import generate
 from finetune.models import load_for_inference, load_tokenizer
-from finetune.prompts import prompt_text, reply_kind, target_text, token_count
+from finetune.prompts import last_input, prompt_text, reply_kind, target_text, token_count
 from pipeline.context import InputRule, fits
 from pipeline.decision import Decision, DecisionConfig, decide, promote
-from pipeline.metrics import bootstrap_ci, score_replies
+from pipeline.metrics import Judge, bootstrap_ci, score_replies
 from pipeline.selection import SelectionConfig, split_by_time
 
 
@@ -49,12 +49,13 @@ def score_model(
     max_new_tokens: int,
     embed: Callable[[list[str]], np.ndarray],
     examples: Sequence[Sequence[dict]] | None = None,
+    judge: Judge | None = None,
 ) -> Scored:
     """Generate each call's reply (with its few-shot `examples`, if given) and score it against the logged one."""
     prompts = [prompt_text(tokenizer, call, examples[i] if examples else ()) for i, call in enumerate(calls)]
     generated = generate(model, tokenizer, prompts, max_new_tokens)
     references = [_first_tokens(tokenizer, target_text(call), max_new_tokens) for call in calls]
-    scores = score_replies(kind, references, generated.texts, embed)
+    scores = score_replies(kind, references, generated.texts, embed, judge, [last_input(call) for call in calls])
     return Scored(scores, generated.texts, generated.tokens_per_second, generated.seconds_per_call)
 
 
@@ -107,13 +108,14 @@ EVALUATION_COLUMNS = {
     "exact_match": "float64",
     "similarity": "float64",
     "rouge_l": "float64",
+    "judge": "float64",  # the LLM judge's rating of text replies, when one is configured (pipeline/judge.py)
     "seconds_per_call": "float64",
     "tokens_per_second": "float64",
     "promoted": "bool",  # this row's adapter serves the task after the evaluation
     "replaceable": "bool",  # the task's decision, on every row of the task
     "reason": "string",
 }
-METRICS = ["valid_json", "name_match", "exact_args", "field_f1", "exact_match", "similarity", "rouge_l"]
+METRICS = ["valid_json", "name_match", "exact_args", "field_f1", "exact_match", "similarity", "rouge_l", "judge"]
 
 
 def evaluation_row(task_id: str, variant: str, candidate: str, version: int, scored: Scored, unfit: int = 0,
@@ -148,6 +150,7 @@ def evaluate_task(
     selection: SelectionConfig,
     config: DecisionConfig,
     embed: Callable[[list[str]], np.ndarray],
+    judge: Judge | None = None,
 ) -> TaskEvaluation:
     """Score the base model and the newest and promoted adapters on the same held-out calls; promote the newest
     adapter only if it beats the promoted one there; decide whether the task can move to its SLM."""
@@ -161,10 +164,10 @@ def evaluate_task(
     base_calls = [window.apply(c) for c in sample_calls]
     base_tokens = _mean_tokens(tokenizer, base_calls)
     rows = [
-        evaluation_row(task_id, "zero_shot", candidate, 0, score_model(model, tokenizer, base_calls, kind, max_new_tokens, embed),
+        evaluation_row(task_id, "zero_shot", candidate, 0, score_model(model, tokenizer, base_calls, kind, max_new_tokens, embed, judge=judge),
                        prompt_tokens=base_tokens, input_rule=InputRule(context=window).describe()),
         evaluation_row(task_id, "few_shot", candidate, 0,
-                       score_model(model, tokenizer, base_calls, kind, max_new_tokens, embed, examples),
+                       score_model(model, tokenizer, base_calls, kind, max_new_tokens, embed, examples, judge),
                        prompt_tokens=base_tokens, input_rule=InputRule(context=window).describe()),
     ]
     judged = {entry["version"] for entry in promotions(adapters_root, task_id)}
@@ -175,7 +178,7 @@ def evaluate_task(
         fitting = [c for c in prepared
                    if fits(token_count(tokenizer, prompt_text(tokenizer, c)), max_new_tokens, context_length)]
         adapted = load_for_inference(checkpoint, adapters_root / task_id / f"v{version}")
-        scores[version] = score_model(adapted, tokenizer, fitting, kind, max_new_tokens, embed)
+        scores[version] = score_model(adapted, tokenizer, fitting, kind, max_new_tokens, embed, judge=judge)
         rows.append(evaluation_row(task_id, "adapter", candidate, version, scores[version], len(prepared) - len(fitting),
                                    _mean_tokens(tokenizer, fitting), rule.describe()))
     promotion = None

@@ -49,7 +49,7 @@ def chat_messages(call: dict, examples: Sequence[dict] = ()) -> list[dict]:
         system = "\n\n".join(filter(None, [system, "Tools:\n" + "\n".join(lines), TOOL_INSTRUCTION]))
     turns = [{"role": "system", "content": system}] if system else []
     for example in examples:
-        turns += [{"role": "user", "content": _last_input(example)}, {"role": "assistant", "content": target_text(example)}]
+        turns += [{"role": "user", "content": last_input(example)}, {"role": "assistant", "content": target_text(example)}]
     turns += [{"role": m["role"], "content": _turn_text(m)} for m in messages if m["role"] != "system"]
     return turns
 
@@ -97,7 +97,8 @@ def _turn_text(message: dict) -> str:
     return message.get("content") or ""
 
 
-def _last_input(call: dict) -> str:
+def last_input(call: dict) -> str:
+    """The request a reply answers: the call's last user message or tool result."""
     messages = json.loads(call["messages"])
     return next((_turn_text(m) for m in reversed(messages) if m["role"] in ("user", "tool")), "")
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from peft import LoraConfig
-from transformers import TrainerCallback
+from peft import LoraConfig, get_peft_model
+from peft.optimizers import create_loraplus_optimizer
+from transformers import TrainerCallback, get_scheduler
 from trl import SFTConfig, SFTTrainer
 
 from finetune.models import bf16_native, load_base
@@ -30,9 +31,12 @@ class TrainConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0  # at 0.05 the dropout masks alone took 14% of a CPU step, and more memory
-    learning_rate: float = 1e-3  # LoRA on a 135M model: 2e-4 had barely moved the loss after 30 steps
-    # Constant after warmup: in 48 steps, ticket routing scored 0.95 so and 0.60 with a linear decay to zero, which
-    # spends half the steps at too small a rate to learn the queue and priority.
+    learning_rate: float = 1e-3  # of the A matrices; LoRA on a 135M model: 2e-4 had barely moved the loss in 30 steps
+    # LoRA+ (Hayou et al., 2024): the B matrices at 16x the rate. On the demo's ticket routing it scored 0.90 after 36
+    # steps and 1.00 after 42 on 73 held-out calls, where plain LoRA at 2e-3 scored 0.79 after 48.
+    loraplus_ratio: float = 16.0  # 1: plain LoRA
+    # Constant after warmup: with a linear decay to zero, half of a short training runs at too small a rate to learn
+    # the queue and priority (0.60 after 48 steps, against 0.80 at a constant rate, plain LoRA).
     schedule: str = "constant_with_warmup"
     batch_size: int = 4
     epochs: float = 2.0
@@ -89,21 +93,24 @@ def train_adapter(
     on_log: Callable[[int, int, float], None] | None = None,
 ) -> TrainResult:
     """Train on `examples` ({prompt, completion}) and save the adapter (safetensors) to `output_dir`."""
-    model, tokenizer = load_base(checkpoint)
+    base, tokenizer = load_base(checkpoint)
     tokenizer.padding_side = "right"
     steps = config.steps(len(examples))
+    warmup = min(5, steps // 10)
+    model = get_peft_model(base, config.lora())
+    # LoRA+: the B matrices learn `loraplus_ratio` times faster than the A matrices (peft's optimizer for it)
+    optimizer = create_loraplus_optimizer(model, torch.optim.AdamW, lr=config.learning_rate,
+                                          loraplus_lr_ratio=max(config.loraplus_ratio, 1.0), weight_decay=0.0)
     trainer = SFTTrainer(
         model=model,
         processing_class=tokenizer,
         train_dataset=Dataset.from_list(examples),
-        peft_config=config.lora(),
+        optimizers=(optimizer, get_scheduler(config.schedule, optimizer, num_warmup_steps=warmup, num_training_steps=steps)),
         args=SFTConfig(
             output_dir=str(output_dir / "trainer"),
             max_steps=steps,
             per_device_train_batch_size=config.batch_size,
             learning_rate=config.learning_rate,
-            lr_scheduler_type=config.schedule,
-            warmup_steps=min(5, steps // 10),
             max_length=config.max_length,
             gradient_checkpointing=False,
             bf16=bf16_native(),

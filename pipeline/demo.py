@@ -32,9 +32,6 @@ from faker import Faker
 
 from pipeline.long_demo import write_long_logs
 
-# The shop's order ids and SKUs: business ids, not personal data. Step 2 allows them on the demo logs, as a
-# deployment would in its scrub config; spaCy's small model otherwise takes some of them for names.
-DEMO_SCRUB_ALLOW = [r"AC-\d{6}", r"AO-\d{5}"]
 
 _MODEL = "gpt-4o-2024-08-06"
 _CLIENT_ID = "acme-support"
@@ -68,6 +65,10 @@ _PRODUCTS = (
     "Horizon headlamp", "Drift kayak paddle", "Merino base layer", "Canyon water filter",
     "Tundra fleece hoodie", "Switchback trail runners", "Pioneer camp chair",
 )
+# The shop's order ids, SKUs and catalog: business data, not personal data. Step 2 allows them on the demo logs, as a
+# deployment would in its scrub config; spaCy's small model otherwise takes some of them for names (an order's
+# "name": "Summit 45L backpack" for a person's).
+DEMO_SCRUB_ALLOW = [r"AC-\d{6}", r"AO-\d{5}", *(re.escape(product) for product in _PRODUCTS)]
 _COLORS = ("forest green", "navy", "charcoal", "burnt orange", "sand", "black")
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _DEVICES = ("iPhone 15", "Pixel 8", "Galaxy S23", "iPad", "OnePlus 12")

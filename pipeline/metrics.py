@@ -30,6 +30,7 @@ from rouge_score import rouge_scorer
 from scipy import stats
 
 Embed = Callable[[list[str]], np.ndarray]
+Judge = Callable[[list[str], list[str], list[str]], list[float]]  # (requests, references, replies) → ratings in [0, 1]
 
 # Stop tokens are an artifact of decoding, not part of the answer: ChatML/Llama 3/Phi `<|...|>`, Mistral `</s>`, Gemma.
 _STOP_TOKENS = re.compile(r"(?:\s*(?:<\|[^<>|]*\|>|</s>|<end_of_turn>|<eos>))+\s*$")
@@ -81,8 +82,12 @@ def text_scores(references: list[str], predictions: list[str], embed: Embed) -> 
     return pd.DataFrame({"similarity": similarity, "rouge_l": rouge_l})
 
 
-def score_replies(kind: str, references: list[str], predictions: list[str], embed: Embed | None = None) -> pd.DataFrame:
-    """One row per reply: the metrics of its kind ("tool", "json" or "text") and a headline `score` in [0, 1]."""
+def score_replies(kind: str, references: list[str], predictions: list[str], embed: Embed | None = None,
+                  judge: Judge | None = None, requests: list[str] | None = None) -> pd.DataFrame:
+    """One row per reply: the metrics of its kind ("tool", "json" or "text") and a headline `score` in [0, 1].
+
+    With a `judge` (`pipeline.judge`), a text reply's score is the judge's rating of it against the reference, given
+    the `requests` they answer; tool calls and JSON keep their exact field scores."""
     if kind == "tool":
         frame = _rows(tool_call_scores, references, predictions, ["valid_json", "name_match", "exact_args", "field_f1"])
         return frame.assign(score=frame["name_match"] * frame["field_f1"])
@@ -93,6 +98,9 @@ def score_replies(kind: str, references: list[str], predictions: list[str], embe
         if embed is None:
             raise ValueError("text replies need an `embed` function")
         frame = text_scores(references, predictions, embed)
+        if judge is not None:
+            frame["judge"] = judge(requests or [""] * len(references), references, [_STOP_TOKENS.sub("", p) for p in predictions])
+            return frame.assign(score=frame["judge"])
         return frame.assign(score=frame["similarity"].clip(0.0, 1.0))
     raise ValueError(f"unknown reply kind {kind!r}; expected 'tool', 'json' or 'text'")
 

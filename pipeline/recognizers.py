@@ -164,6 +164,7 @@ _ADDRESS_PART = (
     rf"(?:{_UNIT}|\(?{_CAP}\)?|[A-Z]{{2}}\b|\d{{2,6}}(?:[ -]\d{{2,4}})?\b|{_PARTICLE}(?=[ \t]+\p{{Lu}}))"
 )
 _ADDRESS_TAIL = rf"(?:[ \t]*(?:[,\n][ \t>]*){{0,3}}(?!\w+:)(?:{_ADDRESS_PART})(?:[ \t]+{_ADDRESS_PART}){{0,4}}){{0,6}}"
+_MONTH_NAME = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
 _MILITARY_TAIL = r"(?:\s*(?:APO|FPO|DPO)[ \t]+(?:AA|AE|AP)[ \t]+\d{5})?"
 
 
@@ -180,8 +181,8 @@ def _address_recognizers() -> list[PatternRecognizer]:
                 rf"(?:{_SP}(?:\p{{Lu}}[\p{{L}}.]*|(?i:{_STREET_TYPE}))){{0,2}}",
                 0.6,
             ),
-            # "Allika 46": a bare name and number is an address only where the text says so.
-            Pattern("name and number", rf"(?:\b{_NUM}{_SP})?\b{_CAP}(?:{_SP}{_CAP})?{_SP}{_NUM}{_ADDRESS_TAIL}", 0.05),
+            # "Allika 46": a bare name and number is an address only where the text says so; "November 6" is a date.
+            Pattern("name and number", rf"(?:\b{_NUM}{_SP})?\b(?!{_MONTH_NAME}\b){_CAP}(?:{_SP}{_CAP})?{_SP}{_NUM}{_ADDRESS_TAIL}", 0.05),
         ],
         context=["address", "live", "lives", "located", "street", "ship", "send", "deliver"],
         global_regex_flags=_CASE_SENSITIVE,

@@ -13,6 +13,7 @@ from finetune.candidates import Candidate, load_candidates
 from finetune.train import TrainConfig
 from pipeline.collect import Collection, LogFile, assemble, find_log_files, read_log_file
 from pipeline.decision import DecisionConfig
+from pipeline.judge import Judge, JudgeConfig, judge_from
 from pipeline.demo import write_demo_logs
 from pipeline.scrub import ScrubConfig
 from pipeline.selection import SelectionConfig
@@ -100,8 +101,9 @@ class Conversion(ConfigurableResource):
     """Steps 4–6: the candidate SLMs, the selection policy, the training settings, the decision rules, and where
     models and adapters live.
 
-    `config_file` is YAML with optional `selection:`, `training:` and `decision:` sections whose keys are the fields
-    of `SelectionConfig`, `TrainConfig` and `DecisionConfig`; what it leaves out keeps the default.
+    `config_file` is YAML with optional `selection:`, `training:`, `decision:` and `judge:` sections whose keys are the
+    fields of `SelectionConfig`, `TrainConfig`, `DecisionConfig` and `JudgeConfig`; what it leaves out keeps the
+    default.
     """
 
     home: str
@@ -119,6 +121,10 @@ class Conversion(ConfigurableResource):
 
     def decision(self) -> DecisionConfig:
         return DecisionConfig(**self._section("decision"))
+
+    def judge(self) -> Judge | None:
+        """The optional LLM judge of text replies (`judge:` section); None when it is not configured."""
+        return judge_from(JudgeConfig(**self._section("judge")))
 
     @property
     def home_path(self) -> Path:

@@ -65,6 +65,11 @@ def test_multi_line_international_address_is_detected_with_every_line(analyzer: 
     assert found(analyzer, text)["STREET_ADDRESS"] == "Brucker Bundesstrasse 31\n Suite 245\n FÜRLING\n Austria 25173"
 
 
+def test_a_delivery_date_is_not_an_address_but_a_name_and_number_where_one_lives_is(analyzer: AnalyzerEngine) -> None:
+    assert "STREET_ADDRESS" not in found(analyzer, "It has shipped and should arrive by Friday, November 6.")
+    assert found(analyzer, "Please deliver it to Allika 46, my new address.")["STREET_ADDRESS"].startswith("Allika 46")
+
+
 def test_date_is_a_date_of_birth_only_with_birth_context(analyzer: AnalyzerEngine) -> None:
     assert found(analyzer, "The patient was born on 03/14/1985 in a small town.")["DATE_OF_BIRTH"] == "03/14/1985"
     assert found(analyzer, "DOB: March 14, 1985")["DATE_OF_BIRTH"] == "March 14, 1985"
