@@ -51,9 +51,9 @@ from transformers import (  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 
 from finetune.candidates import load_candidates  # noqa: E402
-from finetune.models import base_checkpoint, load_base  # noqa: E402
+from finetune.models import base_checkpoint, bf16_native, load_base  # noqa: E402
 from finetune.prompts import training_example  # noqa: E402
-from finetune.train import TrainConfig, bf16_supported, train_adapter  # noqa: E402
+from finetune.train import TrainConfig, train_adapter  # noqa: E402
 from pipeline.demo import write_demo_logs  # noqa: E402
 from pipeline.resources import LogSource  # noqa: E402
 
@@ -112,8 +112,8 @@ def _ours(checkpoint: Path, examples: list[dict], steps: int, output_dir: str, s
     stamp = lambda *_: stamps.append(time.perf_counter())  # noqa: E731
     result = train_adapter(checkpoint, examples, Path(output_dir), config, on_log=stamp)
     settings = (  # as train_adapter sets them
-        f"{_lora(config)}; lr {config.learning_rate:g} linear, warm-up {min(5, steps // 10)} steps, "
-        f"gradient checkpointing False, bf16 {bf16_supported()}, seed {config.seed}"
+        f"{_lora(config)}; LoRA+ ratio {config.loraplus_ratio:g}, lr {config.learning_rate:g} {config.schedule}, "
+        f"warm-up {min(5, steps // 10)} steps, gradient checkpointing False, bf16 {bf16_native()}, seed {config.seed}"
     )
     return {"tokens": result.tokens, "losses": result.loss_curve, "settings": settings}
 
@@ -140,10 +140,11 @@ def _trl_defaults(checkpoint: Path, examples: list[dict], steps: int, output_dir
         processing_class=tokenizer,
         train_dataset=Dataset.from_list(examples),
         peft_config=TrainConfig().lora(),
-        args=SFTConfig(**_common_args(output_dir, steps), bf16=bf16_supported()),  # trl's bf16=True refuses a CPU
+        # as ours: trl's bf16=True refuses a CPU without bf16, and transformers one with it unless told to use the CPU
+        args=SFTConfig(**_common_args(output_dir, steps), bf16=bf16_native(), use_cpu=not torch.cuda.is_available()),
         callbacks=[_StepTimes(stamps)],
     )
-    return _run(trainer, _lora(ours))
+    return _run(trainer, _lora(TrainConfig()))
 
 
 CONFIGS = {"ours": _ours, BASELINE: _plain_trainer, "trl defaults": _trl_defaults}
@@ -200,7 +201,7 @@ def main() -> None:
     )
     print(
         f"machine: {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), torch {torch.__version__} "
-        f"with {results['ours']['threads']} threads, bf16 instructions: {bf16_supported()}; "
+        f"with {results['ours']['threads']} threads, bf16 instructions: {bf16_native()}; "
         f"1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     )
     base = results[BASELINE]

@@ -18,7 +18,8 @@ from finetune.pick import pick_candidate
 from finetune.prompts import adapter_examples, chat_messages, prompt_text, target_text
 from pipeline.context import InputRule
 from pipeline.pruning import learn_pruning
-from finetune.train import TrainConfig, stop_reason
+import finetune.train
+from finetune.train import TrainConfig, padding_share, stop_reason, train_adapter
 from pipeline.selection import Profile, SelectionConfig, choose, could_win, split_by_time, unfit_reason
 
 ROUTE_TOOL = {"type": "function", "function": {"name": "route_ticket", "description": "Send a ticket to a queue.",
@@ -136,6 +137,28 @@ def test_training_stops_once_the_loss_has_converged_or_the_token_budget_is_read(
     assert stop_reason([0.01, 0.01, 0.01], 500, config) == ""  # too few steps to tell
     assert stop_reason([2.0], 10_000, config) == "token budget: 10,000 of 10,000 tokens read"
     assert stop_reason([0.0] * 8, 10**9, TrainConfig(stop_loss=0, max_tokens=0)) == ""
+
+
+def test_padding_is_expected_where_example_lengths_differ():
+    assert padding_share([100] * 50, batch_size=4) == 0.0
+    assert padding_share([50] * 45 + [500] * 5, batch_size=4) > 0.5  # one long example pads three short ones
+
+
+def test_packed_batches_train_as_padded_ones_do(tiny_checkpoint, tmp_path, monkeypatch):
+    _, tokenizer = load_base(tiny_checkpoint)
+    calls = [call(i, queue=QUEUES[i % 3]) for i in range(8)]
+    calls[0]["messages"] = calls[0]["messages"].replace("ticket 0", "ticket 0" + " and more" * 40)  # lengths that pad
+    examples = adapter_examples(tokenizer, calls, InputRule(), 2048).examples
+    config = TrainConfig(min_steps=2, max_steps=2)
+
+    monkeypatch.setattr(finetune.train, "PADDING_FREE_SHARE", 1.0)
+    padded = train_adapter(tiny_checkpoint, examples, tmp_path / "padded", config)
+    monkeypatch.setattr(finetune.train, "PADDING_FREE_SHARE", 0.0)
+    packed = train_adapter(tiny_checkpoint, examples, tmp_path / "packed", config)
+
+    assert (padded.hyperparameters["padding_free"], packed.hyperparameters["padding_free"]) == (False, True)
+    assert packed.tokens == padded.tokens  # the same tokens read, none of them padding
+    assert packed.loss_curve == pytest.approx(padded.loss_curve, rel=0.02)  # no example attends to another
 
 
 def test_an_adapter_stops_early_and_says_why(tiny_checkpoint, tmp_path):
