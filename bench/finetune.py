@@ -6,7 +6,7 @@ defaults, on the same examples, in one run.
 Configurations, each trained in a fresh process so that its peak memory is its own:
 - ours: `finetune.train.train_adapter` with its defaults except min_steps = max_steps = --steps (trl's SFTTrainer,
   LoRA r=8 on every linear layer, gradient checkpointing off, bf16 only on CPUs with bf16 instructions, loss on the
-  reply only);
+  reply only, the LM head run on the reply positions only);
 - plain Trainer, the baseline: `transformers.Trainer` with TrainingArguments' defaults, full fine-tuning (no LoRA),
   causal-LM loss over the whole sequence (`DataCollatorForLanguageModeling(mlm=False)`), on each example tokenized
   as prompt + completion + end-of-turn, the text trl trains on;
@@ -113,7 +113,8 @@ def _ours(checkpoint: Path, examples: list[dict], steps: int, output_dir: str, s
     result = train_adapter(checkpoint, examples, Path(output_dir), config, on_log=stamp)
     settings = (  # as train_adapter sets them
         f"{_lora(config)}; LoRA+ ratio {config.loraplus_ratio:g}, lr {config.learning_rate:g} {config.schedule}, "
-        f"warm-up {min(5, steps // 10)} steps, gradient checkpointing False, bf16 {bf16_native()}, seed {config.seed}"
+        f"warm-up {min(5, steps // 10)} steps, gradient checkpointing False, bf16 {bf16_native()}, "
+        f"LM head on reply positions, seed {config.seed}"
     )
     return {"tokens": result.tokens, "losses": result.loss_curve, "settings": settings}
 

@@ -1,6 +1,7 @@
 """Steps 4–5 around the models: candidates, the prompt convention, the time split, the choice, training and the
 adapter registry, on a tiny model built from a config so they run in seconds."""
 
+import contextlib
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -131,12 +132,14 @@ def test_training_steps_follow_the_data_within_bounds():
 
 
 def test_training_stops_once_the_loss_has_converged_or_the_token_budget_is_read():
-    config = TrainConfig(stop_loss=0.02, max_tokens=10_000)
-    assert stop_reason([2.0, 0.5, 0.01, 0.01, 0.01], tokens=500, config=config) == ""  # 0.1325 over the last four
-    assert stop_reason([2.0, 0.01, 0.01, 0.01, 0.01], 500, config).startswith("converged: mean loss 0.0100")
-    assert stop_reason([0.01, 0.01, 0.01], 500, config) == ""  # too few steps to tell
-    assert stop_reason([2.0], 10_000, config) == "token budget: 10,000 of 10,000 tokens read"
-    assert stop_reason([0.0] * 8, 10**9, TrainConfig(stop_loss=0, max_tokens=0)) == ""
+    config = TrainConfig(stop_loss=0.02, stop_accuracy=1.0, max_tokens=10_000)
+    right = [1.0] * 9
+    assert stop_reason([2.0, 0.5] + [0.01] * 7, right, tokens=500, config=config) == ""  # 0.07125 over the last eight
+    assert stop_reason([2.0] + [0.01] * 8, right, 500, config).startswith("converged: mean loss 0.0100 over the last 8 steps")
+    assert stop_reason([0.01] * 7, right, 500, config) == ""  # too few steps to tell
+    assert stop_reason([2.0] + [0.01] * 8, [1.0] * 8 + [0.99], 500, config) == ""  # a deciding token still wrong
+    assert stop_reason([2.0], [0.5], 10_000, config) == "token budget: 10,000 of 10,000 tokens read"
+    assert stop_reason([0.0] * 8, right, 10**9, TrainConfig(stop_loss=0, max_tokens=0)) == ""
 
 
 def test_padding_is_expected_where_example_lengths_differ():
@@ -161,19 +164,31 @@ def test_packed_batches_train_as_padded_ones_do(tiny_checkpoint, tmp_path, monke
     assert packed.loss_curve == pytest.approx(padded.loss_curve, rel=0.02)  # no example attends to another
 
 
+def test_the_lm_head_sees_only_reply_positions_and_the_loss_is_unchanged(tiny_checkpoint, tmp_path, monkeypatch):
+    _, tokenizer = load_base(tiny_checkpoint)
+    examples = adapter_examples(tokenizer, [call(i, queue=QUEUES[i % 3]) for i in range(8)], InputRule(), 2048).examples
+    config = TrainConfig(min_steps=2, max_steps=2)
+
+    reply_only = train_adapter(tiny_checkpoint, examples, tmp_path / "reply_only", config)
+    monkeypatch.setattr(finetune.train, "_completion_only_lm_head", contextlib.nullcontext)  # trl's CPU path
+    every_position = train_adapter(tiny_checkpoint, examples, tmp_path / "every_position", config)
+
+    assert reply_only.loss_curve == pytest.approx(every_position.loss_curve, rel=0.01)
+
+
 def test_an_adapter_stops_early_and_says_why(tiny_checkpoint, tmp_path):
     _, tokenizer = load_base(tiny_checkpoint)
     calls = [call(i, queue=QUEUES[i % 3]) for i in range(12)]
     examples = adapter_examples(tokenizer, calls, InputRule(), 2048)
 
     converged = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, InputRule(), tmp_path,
-                                   TrainConfig(min_steps=12, max_steps=12, stop_loss=1e6))
+                                   TrainConfig(min_steps=12, max_steps=12, stop_loss=1e6, stop_accuracy=0))
     budget = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, InputRule(), tmp_path,
                                 TrainConfig(min_steps=12, max_steps=12, max_tokens=1))
     limit = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, InputRule(), tmp_path,
                                TrainConfig(min_steps=2, max_steps=2))  # mid-epoch: 12 examples are 3 steps
 
-    assert converged["steps"] == 4 and len(converged["loss_curve"]) == 4 and converged["stopped"].startswith("converged")
+    assert converged["steps"] == len(converged["loss_curve"]) == finetune.train.CONVERGED_STEPS and converged["stopped"].startswith("converged")
     assert budget["steps"] == 1 and budget["stopped"].startswith("token budget")
     assert (limit["steps"], len(limit["loss_curve"]), limit["stopped"]) == (2, 2, "step limit: 2 steps")
     assert list(registry(tmp_path, "task-001")["stopped"]) == [converged["stopped"], budget["stopped"], limit["stopped"]]
