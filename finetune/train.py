@@ -2,8 +2,8 @@
 
 CPU defaults: gradient checkpointing off (trl turns it on; it made a step 1.5× slower here), bf16 only where the
 CPU has bf16 instructions (elsewhere it is emulated and slower), the LM head run only where the loss is (see
-`_completion_only_lm_head`), steps scaled to the data and capped. Training ends
-earlier once the loss has converged, or once it has read `max_tokens`: a task of short calls learns what it can
+`_completion_only_lm_head`), steps scaled to the data and capped. Training ends earlier once the task is learnt
+(a low loss and every reply token right), or once it has read `max_tokens`: a task of short calls learns what it can
 from many steps, a task of long replies is bounded in time. With CUDA present the trainer uses the GPU, in bf16
 when the card supports it.
 """
@@ -83,11 +83,12 @@ def padding_share(lengths: list[int], batch_size: int, draws: int = 256, seed: i
 def stop_reason(losses: list[float], accuracies: list[float], tokens: int, config: TrainConfig) -> str:
     """Why training stops after the step that brought the loss and token-accuracy curves to `losses` and
     `accuracies` and the tokens read to `tokens`, or "" to go on."""
-    recent, mean = losses[-CONVERGED_STEPS:], sum(losses[-CONVERGED_STEPS:]) / CONVERGED_STEPS
-    if (config.stop_loss and len(recent) == CONVERGED_STEPS and mean < config.stop_loss
-            and min(accuracies[-CONVERGED_STEPS:], default=0.0) >= config.stop_accuracy):
-        return (f"converged: mean loss {mean:.4f} over the last {CONVERGED_STEPS} steps, "
-                f"at least {min(accuracies[-CONVERGED_STEPS:]):.1%} of reply tokens predicted in each")
+    recent, recent_accuracy = losses[-CONVERGED_STEPS:], accuracies[-CONVERGED_STEPS:]
+    if config.stop_loss and len(recent) == CONVERGED_STEPS:
+        mean = sum(recent) / CONVERGED_STEPS
+        if mean < config.stop_loss and min(recent_accuracy) >= config.stop_accuracy:
+            return (f"converged: mean loss {mean:.4f} over the last {CONVERGED_STEPS} steps, "
+                    f"at least {min(recent_accuracy):.1%} of reply tokens predicted in each")
     if config.max_tokens and tokens >= config.max_tokens:
         return f"token budget: {tokens:,} of {config.max_tokens:,} tokens read"
     return ""
