@@ -11,6 +11,14 @@ export TRANSFORMERS_OFFLINE := 1
 # Presidio's email recognizer fetches the public suffix list unless this is empty.
 export TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS :=
 
+# Without SLM_LOGS_DIR, `make demo` and `make dev` run on the demo logs, written once into SLM_HOME, with the demo
+# shop's scrub lists.
+ifeq ($(SLM_LOGS_DIR),)
+DEMO_LOGS := $(SLM_HOME)/demo-logs
+demo dev: export SLM_LOGS_DIR := $(DEMO_LOGS)
+demo dev: export SLM_SCRUB_CONFIG ?= $(CURDIR)/demo/scrub.yaml
+endif
+
 .PHONY: install demo test dev clean
 
 install: $(STAMP)
@@ -28,10 +36,13 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	ln -sf $(CURDIR)/dagster.yaml $@
 
-demo: install $(DAGSTER_HOME)/dagster.yaml
-	SLM_CONFIG=$${SLM_CONFIG:-$(CURDIR)/pipeline/demo.yaml} $(PY) -m pipeline.materialize_all
+$(SLM_HOME)/demo-logs:
+	rm -rf $@.partial && $(PY) -m demo.logs $@.partial > /dev/null && mv $@.partial $@
 
-dev: install $(DAGSTER_HOME)/dagster.yaml
+demo: install $(DAGSTER_HOME)/dagster.yaml $(DEMO_LOGS)
+	SLM_CONFIG=$${SLM_CONFIG:-$(CURDIR)/demo/config.yaml} $(PY) -m orchestration.materialize_all
+
+dev: install $(DAGSTER_HOME)/dagster.yaml $(DEMO_LOGS)
 	$(VENV)/bin/dagster dev -w workspace.yaml
 
 test: install

@@ -1,36 +1,37 @@
-"""Step 4, pick: a task's calls → `slm_selection`, every candidate's fit and scores, and the one chosen."""
+"""Step 4, pick: a task's calls → `picks`, every candidate's fit and scores, and the one chosen."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetKey, MetadataValue, Output, asset
-from dagster_duckdb import DuckDBResource
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MetadataValue, Output, PartitionsDefinition, ResourceParam, asset
 
-from assets.inputs import calls_and_embeddings, encode
+from finetune.candidates import load_candidates
+from finetune.models import encode
 from finetune.pick import pick_candidate
-from pipeline.partitions import tasks as task_partitions
-from pipeline.resources import Conversion
+from pipeline.settings import Settings
+from pipeline.tasks import calls_and_embeddings
+from pipeline.warehouse import Warehouse
 
 
-@asset(
-    partitions_def=task_partitions,
-    deps=[AssetKey("task_clusters")],
-    metadata={"partition_expr": "task_id"},
-    group_name="pick",
-)
-def slm_selection(context: AssetExecutionContext, warehouse: DuckDBResource, conversion: Conversion) -> Output[pd.DataFrame]:
-    """Profile the task with each candidate SLM, score the ones that fit it zero- and few-shot, choose one."""
-    task_id = context.partition_key
-    calls, embeddings = calls_and_embeddings(warehouse, task_id)
-    selection = conversion.selection()
-    candidates = [c for c in conversion.candidates() if not selection.candidates or c.name in selection.candidates]
-    picked = pick_candidate(task_id, calls, embeddings, candidates, conversion.home_path, selection, encode)
-    context.log.info(f"{task_id}: {picked.chosen or 'no candidate'} ({picked.reason})")
-    shown = picked.table.drop(columns=["task_id", "context_length", "serving_usd_per_1m_tokens"])
-    return Output(
-        picked.table,
-        metadata={
-            "chosen": picked.chosen or "none",
-            "reason": picked.reason,
-            "calls": len(calls),
-            "candidates": MetadataValue.md(shown.to_markdown(index=False, floatfmt=".3f")),
-        },
-    )
+def pick_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
+    """Step 4, one run per task partition."""
+
+    @asset(partitions_def=tasks, deps=[AssetKey("task_clusters")], group_name="pick")
+    def picks(context: AssetExecutionContext, warehouse: ResourceParam[Warehouse], settings: ResourceParam[Settings]) -> Output[pd.DataFrame]:
+        """Profile the task with each candidate SLM, score the ones that fit it zero- and few-shot, pick one."""
+        task_id = context.partition_key
+        calls, embeddings = calls_and_embeddings(warehouse, task_id, encode)
+        config = settings.pick
+        candidates = [c for c in load_candidates(settings.candidates_file) if not config.candidates or c.name in config.candidates]
+        picked = pick_candidate(task_id, calls, embeddings, candidates, settings.home, config, encode)
+        context.log.info(f"{task_id}: {picked.chosen or 'no candidate'} ({picked.reason})")
+        shown = picked.table.drop(columns=["task_id", "context_length", "serving_usd_per_1m_tokens"])
+        return Output(
+            picked.table,
+            metadata={
+                "chosen": picked.chosen or "none",
+                "reason": picked.reason,
+                "calls": len(calls),
+                "candidates": MetadataValue.md(shown.to_markdown(index=False, floatfmt=".3f")),
+            },
+        )
+
+    return picks

@@ -3,56 +3,56 @@
 import base64
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, AssetOut, MetadataValue, Output, multi_asset
-from dagster_duckdb import DuckDBResource
+from dagster import AssetExecutionContext, AssetIn, AssetOut, AssetsDefinition, DynamicPartitionsDefinition, MetadataValue, Output, ResourceParam, multi_asset
 
-from finetune.models import embedding_model
-from pipeline.partitions import tasks as task_partitions
-from pipeline.resources import Reports
+from finetune.models import encode
+from pipeline.settings import Settings
 from pipeline.tasks import NOISE, embed, find_tasks, signature_embeddings, task_map, task_signature
+from pipeline.warehouse import Warehouse
 
 
-@multi_asset(
-    ins={"clean_calls": AssetIn()},
-    outs={
-        "task_clusters": AssetOut(description="Each clean call's task (`unassigned`: no recurring task, stays with the LLM)."),
-        "tasks": AssetOut(description="One row per recurring task: keywords, central example, reply types, tools, shares."),
-    },
-    group_name="tasks",
-)
-def find_recurring_tasks(context: AssetExecutionContext, clean_calls: pd.DataFrame, warehouse: DuckDBResource, reports: Reports):
-    """Embed each call's task signature, cluster the calls into tasks, keep the ids of last cycle's tasks."""
-    signatures = [task_signature(call) for call in clean_calls.to_dict("records")]
-    model = embedding_model()
-    with warehouse.get_connection() as connection:
-        encode = lambda texts: model.encode(texts, batch_size=64, normalize_embeddings=True)  # noqa: E731
-        embeddings = signature_embeddings(signatures, lambda texts: embed(texts, encode, connection))
-        has_previous = connection.execute("select count(*) from information_schema.tables where table_name = 'tasks'").fetchone()[0]
-        previous = connection.execute("select * from tasks").df() if has_previous else None
-    found = find_tasks(clean_calls, signatures, embeddings, previous)
-    new_ids = [t for t in found.tasks["task_id"] if not context.instance.has_dynamic_partition(task_partitions.name, t)]
-    context.instance.add_dynamic_partitions(task_partitions.name, new_ids)
+def tasks_assets(tasks: DynamicPartitionsDefinition) -> AssetsDefinition:
+    """Step 3 over all clean calls; each task it finds becomes a partition of `tasks`, which steps 4–6 run per."""
 
-    picture = task_map(embeddings, found.task_clusters["task_id"].tolist())
-    reports.path("task_map.png").write_bytes(picture)
-    unassigned = int((found.task_clusters["task_id"] == NOISE).sum())
-    context.log.info(f"{len(found.tasks)} tasks ({len(new_ids)} new) over {len(clean_calls)} calls; {unassigned} unassigned")
-    yield Output(
-        found.task_clusters,
-        "task_clusters",
-        metadata={
-            "calls": len(clean_calls),
-            "unassigned": unassigned,
-            "task_map": MetadataValue.md(f"![calls by task](data:image/png;base64,{base64.b64encode(picture).decode()})"),
+    @multi_asset(
+        ins={"clean_calls": AssetIn()},
+        outs={
+            "task_clusters": AssetOut(description="Each clean call's task (`unassigned`: no recurring task, stays with the LLM)."),
+            "tasks": AssetOut(description="One row per recurring task: keywords, central example, reply types, tools, shares."),
         },
+        group_name="tasks",
     )
-    table = found.tasks[["task_id", "label", "calls", "share_of_calls", "share_of_spend", "reply_types"]]
-    yield Output(
-        found.tasks,
-        "tasks",
-        metadata={
-            "tasks": len(found.tasks),
-            "new_tasks": MetadataValue.json(new_ids),
-            "tasks_table": MetadataValue.md(table.to_markdown(index=False, floatfmt=".3f")),
-        },
-    )
+    def find_recurring_tasks(context: AssetExecutionContext, clean_calls: pd.DataFrame, warehouse: ResourceParam[Warehouse],
+                             settings: ResourceParam[Settings]):
+        """Embed each call's task signature, cluster the calls into tasks, keep the ids of last cycle's tasks."""
+        signatures = [task_signature(call) for call in clean_calls.to_dict("records")]
+        embeddings = signature_embeddings(signatures, lambda texts: embed(texts, encode, warehouse))
+        found = find_tasks(clean_calls, signatures, embeddings, warehouse.read("tasks"), settings.clustering, settings.prices)
+        new_ids = [t for t in found.tasks["task_id"] if not context.instance.has_dynamic_partition(tasks.name, t)]
+        context.instance.add_dynamic_partitions(tasks.name, new_ids)
+
+        picture = task_map(embeddings, found.task_clusters["task_id"].tolist())
+        settings.report_file("task_map.png").write_bytes(picture)
+        unassigned = int((found.task_clusters["task_id"] == NOISE).sum())
+        context.log.info(f"{len(found.tasks)} tasks ({len(new_ids)} new) over {len(clean_calls)} calls; {unassigned} unassigned")
+        yield Output(
+            found.task_clusters,
+            "task_clusters",
+            metadata={
+                "calls": len(clean_calls),
+                "unassigned": unassigned,
+                "task_map": MetadataValue.md(f"![calls by task](data:image/png;base64,{base64.b64encode(picture).decode()})"),
+            },
+        )
+        table = found.tasks[["task_id", "title", "calls", "share_of_calls", "share_of_spend", "reply_types"]]
+        yield Output(
+            found.tasks,
+            "tasks",
+            metadata={
+                "tasks": len(found.tasks),
+                "new_tasks": MetadataValue.json(new_ids),
+                "tasks_table": MetadataValue.md(table.to_markdown(index=False, floatfmt=".3f")),
+            },
+        )
+
+    return find_recurring_tasks

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.demo import write_demo_logs
+from demo.logs import write_demo_logs
 from pipeline.resources import LogSource
 
 

@@ -54,7 +54,7 @@ from finetune.candidates import load_candidates  # noqa: E402
 from finetune.models import base_checkpoint, bf16_native, load_base  # noqa: E402
 from finetune.prompts import training_example  # noqa: E402
 from finetune.train import TrainConfig, train_adapter  # noqa: E402
-from pipeline.demo import write_demo_logs  # noqa: E402
+from demo.logs import write_demo_logs  # noqa: E402
 from pipeline.resources import LogSource  # noqa: E402
 
 BATCH_SIZE = 4

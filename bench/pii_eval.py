@@ -46,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spacy.lang.en.stop_words import STOP_WORDS  # noqa: E402
 
 from pipeline.recognizers import ENTITIES  # noqa: E402
-from pipeline.scrub import LocalAnalyzer, ScrubConfig, scrub_texts  # noqa: E402
+from pipeline.scrub import LocalAnalyzer, scrub_texts  # noqa: E402
+from pipeline.settings import ScrubConfig  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("SLM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 DATASET = SHARED_DATA / "presidio_synth_pii" / "synth_dev_500.json"

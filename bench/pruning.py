@@ -4,7 +4,7 @@ run, on SmolLM2-135M.
     HF_HUB_OFFLINE=1 .venv/bin/python bench/pruning.py [--conversations 60] [--timed-steps 3] [--home .slm]
         [--score-task tool:route_ticket] [--no-long-logs]
 
-Part 1, per task, on long logs: the airline agent of `pipeline.long_demo` (a ~1,100-token policy and ~2,500 tokens
+Part 1, per task, on long logs: the airline agent of `demo.long_logs` (a ~1,100-token policy and ~2,500 tokens
 of tool schemas in every call, multi-turn with JSON tool results) and the ToolBench transcripts in `../shared/data`
 (skipped, with a message, where that folder is absent). An airline task is the calls with one reply type (one
 tool, or text), the split step 3 makes of one agent; ToolBench's calls, each offering its own tools, are one task.
@@ -48,8 +48,8 @@ from finetune.prompts import adapter_examples, reply_kind  # noqa: E402
 from finetune.train import TrainConfig, train_adapter  # noqa: E402
 from pipeline.collect import LogFile, assemble, parse_log_file  # noqa: E402
 from pipeline.context import ContextPolicy, InputRule  # noqa: E402
-from pipeline.demo import write_demo_logs  # noqa: E402
-from pipeline.long_demo import write_long_logs  # noqa: E402
+from demo.logs import write_demo_logs  # noqa: E402
+from demo.long_logs import write_long_logs  # noqa: E402
 from pipeline.pruning import learn_pruning  # noqa: E402
 from pipeline.resources import LogSource  # noqa: E402
 from pipeline.selection import split_by_time  # noqa: E402

@@ -33,10 +33,11 @@ from presidio_analyzer import AnalyzerEngine  # noqa: E402
 from presidio_analyzer.nlp_engine import NlpEngineProvider  # noqa: E402
 from presidio_anonymizer import AnonymizerEngine  # noqa: E402
 
-from pipeline.collect import CALL_COLUMNS, typed_frame  # noqa: E402
+from pipeline.warehouse import frame  # noqa: E402
 from pipeline.recognizers import SPACY_MODEL  # noqa: E402
 from pipeline.resources import LogSource  # noqa: E402
-from pipeline.scrub import ScrubConfig, open_analyzer, scrub_calls  # noqa: E402
+from pipeline.scrub import open_analyzer, scrub_calls  # noqa: E402
+from pipeline.settings import ScrubConfig  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("SLM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -62,7 +63,7 @@ def distinct_calls(count: int) -> pd.DataFrame | None:
         }
         for i, text in enumerate(texts)
     ]
-    return typed_frame(rows, CALL_COLUMNS)
+    return frame("raw_calls", rows)
 
 
 def per_message_texts(call: dict) -> list[str]:

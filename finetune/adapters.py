@@ -20,33 +20,13 @@ import pandas as pd
 
 from finetune.models import base_model_sha256
 from finetune.prompts import Examples
-from finetune.train import TrainConfig, train_adapter
+from finetune.train import train_adapter
 from pipeline.context import InputRule
+from pipeline.settings import TrainConfig
+from pipeline.warehouse import ADAPTERS, frame
 
 MANIFEST = "manifest.json"
 PROMOTIONS = "promotions.jsonl"  # per task, beside its versions
-ADAPTER_COLUMNS = {
-    "task_id": "string",
-    "version": "int64",
-    "candidate": "string",
-    "base_sha256": "string",
-    "data_sha256": "string",
-    "train_calls": "int64",
-    "calls_unfit": "int64",  # training calls too long to train on after the input rule
-    "input_rule": "string",  # what the pruning and the context window do, in words
-    "prompt_tokens_full": "float64",  # mean prompt tokens per training example as logged
-    "prompt_tokens": "float64",  # and as trained on
-    "steps": "int64",
-    "stopped": "string",  # why training ended: converged, token budget, or the step limit
-    "final_loss": "float64",
-    "loss_curve": "string",  # JSON list, one loss per step
-    "seconds": "float64",
-    "tokens_per_second": "float64",
-    "peak_memory_mb": "float64",
-    "hyperparameters": "string",  # JSON
-    "path": "string",
-    "trained_at": "datetime64[us]",
-}
 
 
 def train_task_adapter(
@@ -107,12 +87,12 @@ def registry(root: Path, task_id: str) -> pd.DataFrame:
         manifest = json.loads((root / task_id / f"v{version}" / MANIFEST).read_text())
         manifest.setdefault("stopped", f"step limit: {manifest['steps']} steps")  # versions before early stopping
         rows.append({
-            **{k: manifest[k] for k in ADAPTER_COLUMNS if k not in ("loss_curve", "hyperparameters", "trained_at")},
+            **{k: manifest[k] for k in ADAPTERS if k not in ("loss_curve", "hyperparameters", "trained_at")},
             "loss_curve": json.dumps(manifest["loss_curve"]),
             "hyperparameters": json.dumps(manifest["hyperparameters"]),
             "trained_at": pd.Timestamp(manifest["trained_at"]),
         })
-    return pd.DataFrame(rows, columns=list(ADAPTER_COLUMNS)).astype(ADAPTER_COLUMNS)
+    return frame("adapters", rows)
 
 
 def input_rule(root: Path, task_id: str, version: int) -> InputRule:

@@ -24,9 +24,12 @@ from finetune.generate import generate
 from finetune.models import load_for_inference, load_tokenizer
 from finetune.prompts import last_input, prompt_text, reply_kind, target_text, token_count
 from pipeline.context import InputRule, fits
-from pipeline.decision import Decision, DecisionConfig, decide, promote
-from pipeline.metrics import Judge, bootstrap_ci, score_replies
-from pipeline.selection import SelectionConfig, split_by_time
+from pipeline.decision import Decision, decide, promote
+from pipeline.judge import Judge
+from pipeline.metrics import bootstrap_ci, score_replies
+from pipeline.pick import split_by_time
+from pipeline.settings import DecisionConfig, PickConfig
+from pipeline.warehouse import frame
 
 
 @dataclass(frozen=True)
@@ -65,17 +68,17 @@ def _first_tokens(tokenizer: PreTrainedTokenizerBase, text: str, count: int) -> 
 
 
 def held_out_sample(
-    calls: pd.DataFrame, embeddings: np.ndarray, selection: SelectionConfig, size: int
+    calls: pd.DataFrame, embeddings: np.ndarray, pick: PickConfig, size: int
 ) -> tuple[pd.DataFrame, list[dict], list[list[dict]]]:
     """(training calls, up to `size` held-out calls spread over the held-out period, each one's few-shot examples)."""
-    train, held_out = split_by_time(calls, selection.held_out_share)
+    train, held_out = split_by_time(calls, pick.held_out_share)
     sample = held_out.iloc[np.unique(np.linspace(0, len(held_out) - 1, min(size, len(held_out))).astype(int))]
     position = {call_id: i for i, call_id in enumerate(calls["call_id"])}
     examples = nearest_examples(
         embeddings[[position[c] for c in sample["call_id"]]],
         embeddings[[position[c] for c in train["call_id"]]],
         train.to_dict("records"),
-        selection.few_shot,
+        pick.few_shot,
     )
     return train, sample.to_dict("records"), examples
 
@@ -89,32 +92,6 @@ def nearest_examples(queries: np.ndarray, pool: np.ndarray, pool_calls: Sequence
     return [[pool_calls[j] for j in reversed(row)] for row in nearest]
 
 
-EVALUATION_COLUMNS = {
-    "task_id": "string",
-    "variant": "string",  # zero_shot, few_shot, or adapter
-    "candidate": "string",
-    "adapter_version": "int64",  # 0 for the base model
-    "calls": "int64",
-    "calls_unfit": "int64",  # held-out calls too long for the context after the input rule: not scored, LLM's
-    "prompt_tokens": "float64",  # mean prompt tokens per call as this variant reads them
-    "input_rule": "string",  # the adapter's pruning and window; the window alone for the base model
-    "score": "float64",
-    "ci_low": "float64",
-    "ci_high": "float64",
-    "valid_json": "float64",  # the kind's metrics, NaN where they do not apply
-    "name_match": "float64",
-    "exact_args": "float64",
-    "field_f1": "float64",
-    "exact_match": "float64",
-    "similarity": "float64",
-    "rouge_l": "float64",
-    "judge": "float64",  # the LLM judge's rating of text replies, when one is configured (pipeline/judge.py)
-    "seconds_per_call": "float64",
-    "tokens_per_second": "float64",
-    "promoted": "bool",  # this row's adapter serves the task after the evaluation
-    "replaceable": "bool",  # the task's decision, on every row of the task
-    "reason": "string",
-}
 METRICS = ["valid_json", "name_match", "exact_args", "field_f1", "exact_match", "similarity", "rouge_l", "judge"]
 
 
@@ -132,7 +109,7 @@ def evaluation_row(task_id: str, variant: str, candidate: str, version: int, sco
 
 @dataclass(frozen=True)
 class TaskEvaluation:
-    table: pd.DataFrame  # one row per variant, EVALUATION_COLUMNS
+    table: pd.DataFrame  # one row per variant, of the `evaluations` table
     kind: str
     decision: Decision
     promoted_version: int | None  # the adapter that serves the task after this evaluation
@@ -147,20 +124,20 @@ def evaluate_task(
     checkpoint: Path,
     context_length: int,
     adapters_root: Path,
-    selection: SelectionConfig,
+    pick: PickConfig,
     config: DecisionConfig,
     embed: Callable[[list[str]], np.ndarray],
     judge: Judge | None = None,
 ) -> TaskEvaluation:
     """Score the base model and the newest and promoted adapters on the same held-out calls; promote the newest
     adapter only if it beats the promoted one there; decide whether the task can move to its SLM."""
-    train, sample_calls, examples = held_out_sample(calls, embeddings, selection, config.eval_sample)
+    train, sample_calls, examples = held_out_sample(calls, embeddings, pick, config.eval_sample)
     kind = reply_kind(sample_calls[0])
     model, tokenizer = load_for_inference(checkpoint), load_tokenizer(checkpoint)
     p95 = np.percentile([token_count(tokenizer, target_text(c)) + 1 for c in train.to_dict("records")], 95)
-    max_new_tokens = min(int(p95), selection.max_new_tokens)
+    max_new_tokens = min(int(p95), pick.max_new_tokens)
     challenger, champion = max(versions(adapters_root, task_id), default=None), promoted_version(adapters_root, task_id)
-    window = input_rule(adapters_root, task_id, challenger).context if challenger else selection.context()
+    window = input_rule(adapters_root, task_id, challenger).context if challenger else pick.context()
     base_calls = [window.apply(c) for c in sample_calls]
     base_tokens = _mean_tokens(tokenizer, base_calls)
     rows = [
@@ -198,7 +175,7 @@ def evaluate_task(
     for row in rows:
         row.update(promoted=row["variant"] == "adapter" and row["adapter_version"] == champion,
                    replaceable=decision.replaceable, reason=decision.reason)
-    table = pd.DataFrame(rows, columns=list(EVALUATION_COLUMNS)).astype(EVALUATION_COLUMNS)
+    table = frame("evaluations", rows)
     return TaskEvaluation(table, kind, decision, champion, promotion)
 
 

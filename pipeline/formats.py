@@ -21,7 +21,7 @@ from typing import Any
 MODEL_OPERATIONS = {"chat", "text_completion", "generate_content"}
 
 
-class Rejected(Exception):
+class Quarantined(Exception):
     """A record that cannot become a call; the message is the quarantine reason."""
 
 
@@ -49,14 +49,14 @@ class Parsed:
     """What one log record held: calls, per-call rejections, and spans that were not model calls."""
 
     calls: list[Call] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
     skipped_spans: int = 0
 
 
 def parse_record(record: Any) -> Parsed:
-    """Parse one decoded JSON line; raise `Rejected` when the whole record is unusable."""
+    """Parse one decoded JSON line; raise `Quarantined` when the whole record is unusable."""
     if not isinstance(record, dict):
-        raise Rejected(f"unknown format: a JSON {type(record).__name__}, not an object")
+        raise Quarantined(f"unknown format: a JSON {type(record).__name__}, not an object")
     if "resourceSpans" in record:
         return _parse_otlp_export(record)
     if "attributes" in record and ("spanId" in record or "context" in record or "name" in record):
@@ -68,7 +68,7 @@ def parse_record(record: Any) -> Parsed:
     if "messages" in record:
         return _parse_transcript(record)
     keys = ", ".join(sorted(record)[:8]) or "none"
-    raise Rejected(f"unknown format (keys: {keys})")
+    raise Quarantined(f"unknown format (keys: {keys})")
 
 
 def record_time(record: Any) -> datetime | None:
@@ -106,10 +106,10 @@ def parse_time(value: Any) -> datetime | None:
 
 def _parse_flywheel(record: dict) -> Call:
     if record.get("error_details"):
-        raise Rejected(f"LLM call failed: {str(record['error_details'])[:120]}")
+        raise Quarantined(f"LLM call failed: {str(record['error_details'])[:120]}")
     response = record.get("response")
     if response is None:
-        raise Rejected("call without a response")
+        raise Quarantined("call without a response")
     call = _from_openai(record["request"], response)
     call.called_at = record_time(record)
     call.workload = record.get("workload_id")
@@ -122,9 +122,9 @@ def _parse_flywheel(record: dict) -> Call:
 def _parse_openpipe(record: dict) -> Call:
     status = record.get("statusCode")
     if record.get("errorMessage") or (isinstance(status, int) and status >= 400):
-        raise Rejected(f"LLM call failed: status {status} {str(record.get('errorMessage') or '')[:100]}")
+        raise Quarantined(f"LLM call failed: status {status} {str(record.get('errorMessage') or '')[:100]}")
     if record.get("respPayload") is None:
-        raise Rejected("call without a response")
+        raise Quarantined("call without a response")
     call = _from_openai(record["reqPayload"], record["respPayload"])
     call.called_at = parse_time(record.get("requestedAt"))
     received = parse_time(record.get("receivedAt"))
@@ -138,11 +138,11 @@ def _parse_openpipe(record: dict) -> Call:
 
 def _from_openai(request: Any, response: Any) -> Call:
     if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
-        raise Rejected("request has no messages list")
+        raise Quarantined("request has no messages list")
     if isinstance(response, list) or (isinstance(response, dict) and response.get("object") == "chat.completion.chunk"):
         response = _join_stream(response if isinstance(response, list) else [response])
     if not isinstance(response, dict) or not response.get("choices"):
-        raise Rejected("response has no choices")
+        raise Quarantined("response has no choices")
     choice = response["choices"][0]
     message = choice.get("message") or {}
     reply = _canonical_message({**message, "role": "assistant"})
@@ -197,7 +197,7 @@ def _join_stream(chunks: list[dict]) -> dict:
 def _parse_transcript(record: dict) -> Parsed:
     messages = record["messages"]
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise Rejected("messages is not a list of objects")
+        raise Quarantined("messages is not a list of objects")
     canonical = [_canonical_message(m) for m in messages]
     metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
     session = metadata.get("conversation_id") or record.get("conversation_id") or record.get("session_id")
@@ -211,7 +211,7 @@ def _parse_transcript(record: dict) -> Parsed:
         turn += 1
         text, tool_calls = _reply_parts(message)
         if text is None and not tool_calls:
-            parsed.rejected.append(f"call without a response: assistant turn {turn} is empty")
+            parsed.quarantined.append(f"call without a response: assistant turn {turn} is empty")
             continue
         parsed.calls.append(
             Call(
@@ -228,8 +228,8 @@ def _parse_transcript(record: dict) -> Parsed:
                 turn=turn,
             )
         )
-    if not parsed.calls and not parsed.rejected:
-        raise Rejected("call without a response: the transcript has no assistant turn")
+    if not parsed.calls and not parsed.quarantined:
+        raise Quarantined("call without a response: the transcript has no assistant turn")
     return parsed
 
 
@@ -244,7 +244,7 @@ def _parse_otlp_export(record: dict) -> Parsed:
         for span in scope.get("spans") or []
     ]
     if not spans:
-        raise Rejected("OTLP export holds no spans")
+        raise Quarantined("OTLP export holds no spans")
     return _parse_spans(spans)
 
 
@@ -258,10 +258,10 @@ def _parse_spans(spans: list[dict]) -> Parsed:
             continue
         try:
             parsed.calls.append(_span_call(span, attributes))
-        except Rejected as rejection:
-            parsed.rejected.append(str(rejection))
-    if not parsed.calls and not parsed.rejected and not parsed.skipped_spans:
-        raise Rejected("span export holds no spans")
+        except Quarantined as unusable:
+            parsed.quarantined.append(str(unusable))
+    if not parsed.calls and not parsed.quarantined and not parsed.skipped_spans:
+        raise Quarantined("span export holds no spans")
     return parsed
 
 
@@ -271,7 +271,7 @@ def _span_call(span: dict, attributes: dict) -> Call:
     if inputs is None and outputs is None:
         inputs, outputs = _messages_from_events(span.get("events") or [])
     if not outputs:
-        raise Rejected("call without a response: the span carries no output messages (content capture off?)")
+        raise Quarantined("call without a response: the span carries no output messages (content capture off?)")
     messages = [m for part_message in inputs or [] for m in _otel_to_openai(part_message)]
     instructions = _json_attribute(attributes, "gen_ai.system_instructions")
     if instructions:
@@ -325,7 +325,7 @@ def _json_attribute(attributes: dict, key: str) -> Any:
         try:
             return json.loads(value)
         except json.JSONDecodeError as error:
-            raise Rejected(f"{key} is not valid JSON: {error.msg}") from None
+            raise Quarantined(f"{key} is not valid JSON: {error.msg}") from None
     return value
 
 
@@ -397,7 +397,7 @@ def _parts_text(parts: list) -> str | None:
 def _canonical_message(message: dict) -> dict:
     role = message.get("role")
     if role not in {"system", "developer", "user", "assistant", "tool", "function"}:
-        raise Rejected(f"message with unknown role {str(role)[:40]!r}")
+        raise Quarantined(f"message with unknown role {str(role)[:40]!r}")
     canonical: dict = {"role": "system" if role == "developer" else role, "content": _content_text(message.get("content"))}
     tool_calls = [_canonical_tool_call(c, i) for i, c in enumerate(message.get("tool_calls") or [])]
     if message.get("function_call"):

@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from openai import OpenAI
+
+from pipeline.settings import JudgeConfig
 
 RUBRIC = (
     "You grade a candidate reply against a reference reply to the same request. Placeholders such as <PERSON_1> "
@@ -28,14 +29,6 @@ _RATING = re.compile(r"\b(10|[0-9])\b")
 
 class JudgeError(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class JudgeConfig:
-    base_url: str = ""  # an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or a local vLLM; "" = no judge
-    model: str = ""
-    api_key_env: str = "OPENAI_API_KEY"  # the environment variable holding the key, so that no key sits in a file
-    timeout_s: float = 60.0
 
 
 class Judge:

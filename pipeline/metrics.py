@@ -2,7 +2,7 @@
 
 A reply is a string in the project's convention: a tool call is JSON `{"name": ..., "arguments": {...}}` (several
 calls: a JSON list of them), a JSON reply is the JSON text, a text reply is plain text. Each kind gets metrics that
-say what went wrong, plus a headline `score` in [0, 1] that the selection step can average and compare:
+say what went wrong, plus a headline `score` in [0, 1] that steps 4 and 6 can average and compare:
 
 - tool: the right tools in the right order, and how many argument fields are right (`name_match * field_f1`);
 - json: how many (path, value) fields are right (`field_f1`), so one wrong field costs a little, not everything;
@@ -22,15 +22,17 @@ import re
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from rouge_score import rouge_scorer
 from scipy import stats
 
+if TYPE_CHECKING:
+    from pipeline.judge import Judge
+
 Embed = Callable[[list[str]], np.ndarray]
-Judge = Callable[[list[str], list[str], list[str]], list[float]]  # (requests, references, replies) → ratings in [0, 1]
 
 # Stop tokens are an artifact of decoding, not part of the answer: ChatML/Llama 3/Phi `<|...|>`, Mistral `</s>`, Gemma.
 _STOP_TOKENS = re.compile(r"(?:\s*(?:<\|[^<>|]*\|>|</s>|<end_of_turn>|<eos>))+\s*$")

@@ -10,29 +10,7 @@ import numpy as np
 import pandas as pd
 from markdown_it import MarkdownIt
 
-REPORT_COLUMNS = {
-    "task_id": "string",
-    "label": "string",
-    "calls": "int64",
-    "share_of_calls": "float64",
-    "share_of_tokens": "float64",
-    "spend_usd": "float64",
-    "candidate": "string",
-    "zero_shot": "float64",
-    "few_shot": "float64",
-    "fine_tuned": "float64",  # the promoted adapter's score
-    "ci_low": "float64",
-    "ci_high": "float64",
-    "adapter_version": "int64",  # 0: none promoted
-    "replaceable": "bool",
-    "reason": "string",
-    "slm_usd_per_1m_tokens": "float64",
-    "prompt_tokens_logged": "float64",  # mean held-out prompt tokens as logged (in the window)
-    "prompt_tokens": "float64",  # and as the promoted adapter reads them
-    "calls_unfit": "int64",  # held-out calls that do not fit the adapter's context: they stay with the LLM
-    "input_rule": "string",  # the promoted adapter's pruning and context window
-}
-
+from pipeline.warehouse import frame
 
 def report_rows(tasks: pd.DataFrame, evaluations: pd.DataFrame, serving_cost: dict[str, float]) -> pd.DataFrame:
     """One row per task; a task step 6 has not evaluated stays with the LLM, with that reason."""
@@ -43,7 +21,7 @@ def report_rows(tasks: pd.DataFrame, evaluations: pd.DataFrame, serving_cost: di
         promoted = mine[mine["promoted"]]
         candidate = mine["candidate"].iloc[0] if len(mine) else ""
         rows.append({
-            "task_id": task.task_id, "label": task.label, "calls": task.calls, "share_of_calls": task.share_of_calls,
+            "task_id": task.task_id, "title": task.title, "calls": task.calls, "share_of_calls": task.share_of_calls,
             "share_of_tokens": task.share_of_tokens, "spend_usd": task.spend_usd, "candidate": candidate,
             "zero_shot": _first(by_variant["zero_shot"], "score"), "few_shot": _first(by_variant["few_shot"], "score"),
             "fine_tuned": _first(promoted, "score"), "ci_low": _first(promoted, "ci_low"), "ci_high": _first(promoted, "ci_high"),
@@ -56,7 +34,7 @@ def report_rows(tasks: pd.DataFrame, evaluations: pd.DataFrame, serving_cost: di
             "calls_unfit": int(promoted["calls_unfit"].iloc[0]) if len(promoted) else 0,
             "input_rule": promoted["input_rule"].iloc[0] if len(promoted) else "",
         })
-    return pd.DataFrame(rows, columns=list(REPORT_COLUMNS)).astype(REPORT_COLUMNS)
+    return frame("conversion_report", rows)
 
 
 def totals(rows: pd.DataFrame, tasks: pd.DataFrame) -> dict[str, float]:
@@ -99,7 +77,7 @@ def score_chart(rows: pd.DataFrame, thresholds: dict[str, float]) -> bytes:
 
 def markdown(rows: pd.DataFrame, summary: dict[str, float], pictures: dict[str, str]) -> str:
     """The report; `pictures` maps a caption to an image path or data URL."""
-    table = rows[["task_id", "label", "calls", "share_of_calls", "share_of_tokens", "candidate", "zero_shot", "few_shot",
+    table = rows[["task_id", "title", "calls", "share_of_calls", "share_of_tokens", "candidate", "zero_shot", "few_shot",
                   "fine_tuned", "adapter_version", "replaceable", "reason"]]
     lines = [
         "# Conversion report",

@@ -29,7 +29,8 @@ from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
 from presidio_anonymizer.operators import Operator, OperatorType
 
-from pipeline.collect import CALL_COLUMNS, QUARANTINE_COLUMNS, typed_frame
+from pipeline.settings import ScrubConfig
+from pipeline.warehouse import SCHEMAS, frame
 
 # Schema words of tool definitions: never personal data, and scrubbing them would break the schema.
 SCHEMA_KEYS = frozenset({"type", "name", "required", "format"})
@@ -37,29 +38,11 @@ MIN_DIGITS_TO_SCAN = 6  # numbers this long in JSON (a card or phone stored as a
 
 Finding = tuple[str, int, int, float, str]  # entity type, start, end, score, recognizer
 
-CLEAN_COLUMNS = {name: dtype for name, dtype in CALL_COLUMNS.items() if name != "content_hash"} | {"pii_findings": "int64"}
-VAULT_COLUMNS = {"call_id": "string", "called_at": "datetime64[us]", "sealed": "string"}
-AUDIT_COLUMNS = {"call_id": "string", "called_at": "datetime64[us]", "entity_type": "string", "recognizer": "string", "count": "int64"}
-
-
 class TextAnalyzer(Protocol):
     def analyze(self, texts: list[str]) -> list[list[Finding] | str]:
         """Per text, its findings, or the reason it could not be analyzed."""
 
 Progress = Callable[[int, int], None]  # texts done, texts in all
-
-
-@dataclass(frozen=True)
-class ScrubConfig:
-    processes: int = 2  # worker processes; 0 analyzes in this process (no time-out then)
-    batch_size: int = 64  # texts per spaCy batch
-    max_text_chars: int = 100_000  # a longer text is not analyzed: its call is quarantined
-    timeout_s: float = 300.0  # for one chunk of `batch_size` texts in a worker
-    scope: str = "call"  # placeholders consistent per "call" or per "session"
-    deny_lists: dict[str, list[str]] = field(default_factory=dict)  # entity type -> values to always remove
-    patterns: dict[str, list[str]] = field(default_factory=dict)  # entity type -> regexes to always remove
-    allow: list[str] = field(default_factory=list)  # regexes of whole values that are never personal (order ids)
-    vault_key: str = ""  # a Fernet key: keep each call's placeholder -> value mapping, encrypted; empty keeps none
 
 
 @dataclass
@@ -81,13 +64,13 @@ class ScrubStats:
 class Scrubbed:
     clean_calls: pd.DataFrame
     pii_audit: pd.DataFrame
-    rejects: pd.DataFrame
+    quarantine: pd.DataFrame
     vault: pd.DataFrame  # empty unless the config has a vault key
     stats: ScrubStats
 
 
 def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubConfig = ScrubConfig()) -> Scrubbed:
-    """Scrub every text of every call; calls that cannot be scrubbed go to the rejects, with the reason."""
+    """Scrub every text of every call; calls that cannot be scrubbed are quarantined, with the reason."""
     started = time.perf_counter()
     calls = raw_calls.to_dict("records")
     texts_per_call = [call_texts(call) for call in calls]
@@ -99,11 +82,11 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
     sessions: dict[str, dict] = {}
     stats = ScrubStats(calls=len(calls), texts=sum(map(len, texts_per_call)), distinct_texts=len(distinct))
     vault = Fernet(config.vault_key.encode()) if config.vault_key else None
-    clean, audit, rejects, sealed = [], [], [], []
+    clean, audit, quarantine, sealed = [], [], [], []
     for call, texts in zip(calls, texts_per_call):
         failures = sorted({findings[t] for t in texts if isinstance(findings[t], str)})
         if failures:
-            rejects.append(_reject(call, "; ".join(failures)))
+            quarantine.append(_quarantine_row(call, "; ".join(failures)))
             continue
         scope_key = call["session_id"] if config.scope == "session" and not pd.isna(call["session_id"]) else None
         mapping = sessions.setdefault(scope_key, {}) if scope_key else {}
@@ -121,7 +104,7 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
         try:
             scrubbed = _map_call(call, pseudonymize)
         except Exception as error:  # fail closed: whatever went wrong, this call does not go on
-            rejects.append(_reject(call, f"scrub failed: {type(error).__name__}: {error}"))
+            quarantine.append(_quarantine_row(call, f"scrub failed: {type(error).__name__}: {error}"))
             continue
         scrubbed["session_id"] = _pseudonymous_id(call["session_id"])
         scrubbed["pii_findings"] = sum(counts.values())
@@ -134,15 +117,15 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
             {"call_id": call["call_id"], "called_at": call["called_at"], "entity_type": k, "recognizer": r, "count": n}
             for (k, r), n in sorted(counts.items())
         ]
-    stats.clean, stats.quarantined = len(clean), len(rejects)
+    stats.clean, stats.quarantined = len(clean), len(quarantine)
     stats.entities = _totals(audit, "entity_type")
     stats.recognizers = _totals(audit, "recognizer")
     stats.seconds = time.perf_counter() - started
     return Scrubbed(
-        typed_frame(clean, CLEAN_COLUMNS),
-        typed_frame(audit, AUDIT_COLUMNS),
-        typed_frame(rejects, QUARANTINE_COLUMNS),
-        typed_frame(sealed, VAULT_COLUMNS),
+        frame("clean_calls", clean),
+        frame("pii_audit", audit),
+        frame("quarantine", quarantine),
+        frame("pii_vault", sealed),
         stats,
     )
 
@@ -317,7 +300,7 @@ def call_texts(call: dict) -> list[str]:
 def _map_call(call: dict, fn: TextFn) -> dict:
     """The call with every text it carries passed through `fn`: messages, tool definitions, the reply, tool-call
     arguments and JSON tool results (string values only: keys and structure stay, and the JSON stays valid)."""
-    out = {key: call[key] for key in CLEAN_COLUMNS if key in call}
+    out = {key: call[key] for key in SCHEMAS["clean_calls"] if key in call}
     messages = json.loads(call["messages"])
     for message in messages:
         if message.get("content"):
@@ -443,7 +426,7 @@ def _pseudonymous_id(value: Any) -> str | None:
     return None if pd.isna(value) else "s-" + hashlib.sha256(str(value).encode()).hexdigest()[:16]
 
 
-def _reject(call: dict, reason: str) -> dict:
+def _quarantine_row(call: dict, reason: str) -> dict:
     # no excerpt: the text is raw, and nothing raw may leave this step
     return {"called_at": call["called_at"], "step": "scrub", "source_file": call["source_file"],
             "source_line": call["source_line"], "reason": reason, "excerpt": ""}

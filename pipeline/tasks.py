@@ -17,45 +17,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pandas as pd
 
-from pipeline.clustering import ClusterConfig, central_rows, centroids, cluster, keywords, match_to_previous
+from pipeline.clustering import central_rows, centroids, cluster, keywords, match_to_previous
+from pipeline.settings import ClusterConfig, Prices
+from pipeline.warehouse import Warehouse, frame
 
 NOISE = "unassigned"  # calls in no task: they stay with the LLM
 PART_CHARS = 400  # per part of a signature: MiniLM reads 256 word pieces at most
 STRUCTURE_WEIGHT = 0.85
 CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text, for calls whose log has no token usage
-
-TASK_COLUMNS = {
-    "task_id": "string",
-    "label": "string",
-    "keywords": "string",  # JSON list
-    "calls": "int64",
-    "share_of_calls": "float64",
-    "tokens": "int64",
-    "share_of_tokens": "float64",
-    "spend_usd": "float64",
-    "share_of_spend": "float64",
-    "reply_types": "string",  # JSON {type: count}
-    "tools": "string",  # JSON {tool: count} of the tools the replies call
-    "example": "string",  # the most central call's signature (scrubbed text)
-    "example_call_id": "string",
-    "matched_from": "string",  # the previous cycle's task id this task continues; empty for a new task
-    "similarity": "float64",  # centroid cosine to that previous task
-    "centroid": "string",  # JSON list: what the next cycle matches against
-}
-CLUSTER_COLUMNS = {"call_id": "string", "called_at": "datetime64[us]", "task_id": "string", "signature": "string"}
-
-
-@dataclass(frozen=True)
-class Prices:
-    """LLM prices per 1M tokens, for the spend estimate where a log has no cost of its own."""
-
-    input_usd: float = 2.50
-    output_usd: float = 10.00
-
 
 @dataclass
 class Tasks:
@@ -103,19 +75,14 @@ def _signature_parts(call: dict) -> list[str]:
             f"message: {last[:PART_CHARS]}"]
 
 
-def embed(texts: list[str], encode: Callable[[list[str]], np.ndarray], warehouse: duckdb.DuckDBPyConnection) -> np.ndarray:
-    """Embeddings of `texts`, from the warehouse's `embedding_cache` where known; only new texts are encoded."""
-    warehouse.execute("create table if not exists embedding_cache (text_hash varchar primary key, embedding float[])")
+def embed(texts: list[str], encode: Callable[[list[str]], np.ndarray], warehouse: Warehouse) -> np.ndarray:
+    """Embeddings of `texts`, from the warehouse's embedding cache where known; only new texts are encoded."""
     hashes = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
-    wanted = pd.DataFrame({"text_hash": list(dict.fromkeys(hashes))})
-    known = dict(warehouse.execute(
-        "select c.text_hash, c.embedding from embedding_cache c join wanted w using (text_hash)"
-    ).fetchall())
+    known = warehouse.cached_embeddings(hashes)
     new = {h: t for h, t in zip(hashes, texts) if h not in known}
     if new:
         vectors = encode(list(new.values()))
-        rows = pd.DataFrame({"text_hash": list(new), "embedding": [v.tolist() for v in vectors]})
-        warehouse.execute("insert or ignore into embedding_cache select * from rows")
+        warehouse.cache_embeddings(dict(zip(new, vectors)))
         known.update(zip(new, vectors))
     return np.array([known[h] for h in hashes], dtype=np.float32)
 
@@ -132,9 +99,8 @@ def find_tasks(
     labels = split_by_structure(cluster(embeddings, config), signatures) if len(calls) else np.array([], dtype=int)
     ids = _task_ids(centroids(embeddings, labels), previous)
     task_of = [ids[label] if label >= 0 else NOISE for label in labels]
-    clusters = pd.DataFrame(
-        {"call_id": calls["call_id"], "called_at": calls["called_at"], "task_id": task_of, "signature": signatures}
-    ).astype(CLUSTER_COLUMNS)
+    clusters = frame("task_clusters", {"call_id": calls["call_id"].to_numpy(), "called_at": calls["called_at"].to_numpy(),
+                                       "task_id": task_of, "signature": signatures})
     tasks = _describe(calls, signatures, embeddings, labels, ids, previous, prices)
     return Tasks(clusters, tasks, embeddings, labels)
 
@@ -183,7 +149,7 @@ def _describe(calls, signatures, embeddings, labels, ids, previous, prices) -> p
         before = previous_centroids.get(task_id)
         rows.append({
             "task_id": task_id,
-            "label": " / ".join(words.get(label, [])[:3]),
+            "title": " / ".join(words.get(label, [])[:3]),
             "keywords": json.dumps(words.get(label, [])),
             "calls": int(weight[members].sum()),
             "share_of_calls": float(weight[members].sum() / weight.sum()),
@@ -201,7 +167,7 @@ def _describe(calls, signatures, embeddings, labels, ids, previous, prices) -> p
             "similarity": float(np.dot(centroid, np.array(json.loads(before)))) if before is not None else float("nan"),
             "centroid": json.dumps([round(float(x), 6) for x in centroid]),
         })
-    return pd.DataFrame(rows, columns=list(TASK_COLUMNS)).astype(TASK_COLUMNS)
+    return frame("tasks", rows)
 
 
 def _weighted_counts(records: list[dict], names_of: Callable[[dict], list[str]]) -> dict[str, int]:
@@ -259,10 +225,7 @@ def task_map(embeddings: np.ndarray, task_ids: list[str]) -> bytes:
     return buffer.getvalue()
 
 
-def task_calls(warehouse: duckdb.DuckDBPyConnection, task_id: str) -> pd.DataFrame:
-    """One task's clean calls with their signatures, oldest first: what steps 4–6 work from."""
-    return warehouse.execute(
-        "select c.*, t.signature from clean_calls c join task_clusters t using (call_id) "
-        "where t.task_id = ? order by c.called_at, c.call_id",
-        [task_id],
-    ).df()
+def calls_and_embeddings(warehouse: Warehouse, task_id: str, encode: Callable[[list[str]], np.ndarray]) -> tuple[pd.DataFrame, np.ndarray]:
+    """What the per-task steps read: one task's calls, oldest first, and their signature embeddings (cached)."""
+    calls = warehouse.task_calls(task_id)
+    return calls, signature_embeddings(list(calls["signature"]), lambda texts: embed(texts, encode, warehouse))

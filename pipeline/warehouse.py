@@ -1,39 +1,339 @@
-"""The warehouse: Dagster's DuckDB I/O manager for pandas, which also keeps a table for a day with no rows."""
+"""The warehouse: every table the steps read and write, its columns, how it is partitioned, and all the SQL on it.
+
+The steps see a `Warehouse`: write a table or one partition of it, read it back, and the few questions the steps
+ask (one task's calls, the embedding cache, the row counts). `DuckDBWarehouse` is the embedded backend, one file;
+a second backend implements the same methods over the same schemas. Dagster's I/O manager
+(`orchestration/io_manager.py`) stores every tabular asset through it, so no step writes SQL of its own.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import duckdb
+import numpy as np
 import pandas as pd
-from dagster import MetadataValue, OutputContext, TableColumn, TableSchema
-from dagster._core.storage.db_io_manager import TableSlice
-from dagster_duckdb import DuckDBIOManager
-from dagster_duckdb_pandas import DuckDBPandasTypeHandler
+
+CALLS = {
+    "call_id": "string",
+    "called_at": "datetime64[us]",
+    "time_from_file": "bool",
+    "source_file": "string",
+    "source_line": "int64",
+    "turn": "int64",
+    "format": "string",
+    "session_id": "string",
+    "workload": "string",
+    "model": "string",
+    "messages": "string",
+    "tools": "string",
+    "response_text": "string",
+    "response_tool_calls": "string",
+    "finish_reason": "string",
+    "prompt_tokens": "Int64",
+    "completion_tokens": "Int64",
+    "latency_ms": "float64",
+    "cost_usd": "float64",
+    "occurrences": "int64",
+    "content_hash": "string",
+}
+QUARANTINE = {
+    "called_at": "datetime64[us]",
+    "step": "string",
+    "source_file": "string",
+    "source_line": "int64",
+    "reason": "string",
+    "excerpt": "string",
+}
+TASKS = {
+    "task_id": "string",
+    "title": "string",  # the task's top three keywords
+    "keywords": "string",  # JSON list
+    "calls": "int64",
+    "share_of_calls": "float64",
+    "tokens": "int64",
+    "share_of_tokens": "float64",
+    "spend_usd": "float64",
+    "share_of_spend": "float64",
+    "reply_types": "string",  # JSON {type: count}
+    "tools": "string",  # JSON {tool: count} of the tools the replies call
+    "example": "string",  # the most central call's signature (scrubbed text)
+    "example_call_id": "string",
+    "matched_from": "string",  # the previous cycle's task id this task continues; empty for a new task
+    "similarity": "float64",  # centroid cosine to that previous task
+    "centroid": "string",  # JSON list: what the next cycle matches against
+}
+PICKS = {
+    "task_id": "string",
+    "candidate": "string",
+    "parameters": "int64",
+    "context_length": "int64",
+    "serving_usd_per_1m_tokens": "float64",
+    "input_p50_full": "int64",  # prompt tokens as logged
+    "input_p50": "int64",  # as the adapter reads them: pruned, whole conversation
+    "input_p95": "int64",
+    "output_p50": "int64",
+    "output_p95": "int64",
+    "eligible": "bool",  # profiled and able to serve the task
+    "zero_shot": "float64",  # mean score on the sample, NaN where not scored
+    "few_shot": "float64",
+    "calls_scored": "int64",
+    "tokens_per_second": "float64",  # generation here, few-shot
+    "context_window": "int64",  # messages kept, 0 = all; on the chosen row
+    "window_scores": "string",  # JSON: window → few-shot score
+    "calls_unfit": "int64",  # calls that do not fit the context in that window: they stay with the LLM
+    "chosen": "bool",
+    "reason": "string",  # why not eligible, why chosen, why the task was skipped
+}
+ADAPTERS = {
+    "task_id": "string",
+    "version": "int64",
+    "candidate": "string",
+    "base_sha256": "string",
+    "data_sha256": "string",
+    "train_calls": "int64",
+    "calls_unfit": "int64",  # training calls too long to train on after the input rule
+    "input_rule": "string",  # what the pruning and the context window do, in words
+    "prompt_tokens_full": "float64",  # mean prompt tokens per training example as logged
+    "prompt_tokens": "float64",  # and as trained on
+    "steps": "int64",
+    "stopped": "string",  # why training ended: converged, token budget, or the step limit
+    "final_loss": "float64",
+    "loss_curve": "string",  # JSON list, one loss per step
+    "seconds": "float64",
+    "tokens_per_second": "float64",
+    "peak_memory_mb": "float64",
+    "hyperparameters": "string",  # JSON
+    "path": "string",
+    "trained_at": "datetime64[us]",
+}
+EVALUATIONS = {
+    "task_id": "string",
+    "variant": "string",  # zero_shot, few_shot, or adapter
+    "candidate": "string",
+    "adapter_version": "int64",  # 0 for the base model
+    "calls": "int64",
+    "calls_unfit": "int64",  # held-out calls too long for the context after the input rule: not scored, LLM's
+    "prompt_tokens": "float64",  # mean prompt tokens per call as this variant reads them
+    "input_rule": "string",  # the adapter's pruning and window; the window alone for the base model
+    "score": "float64",
+    "ci_low": "float64",
+    "ci_high": "float64",
+    "valid_json": "float64",  # the kind's metrics, NaN where they do not apply
+    "name_match": "float64",
+    "exact_args": "float64",
+    "field_f1": "float64",
+    "exact_match": "float64",
+    "similarity": "float64",
+    "rouge_l": "float64",
+    "judge": "float64",  # the LLM judge's rating of text replies, when one is configured (pipeline/judge.py)
+    "seconds_per_call": "float64",
+    "tokens_per_second": "float64",
+    "promoted": "bool",  # this row's adapter serves the task after the evaluation
+    "replaceable": "bool",  # the task's decision, on every row of the task
+    "reason": "string",
+}
+REPORT = {
+    "task_id": "string",
+    "title": "string",
+    "calls": "int64",
+    "share_of_calls": "float64",
+    "share_of_tokens": "float64",
+    "spend_usd": "float64",
+    "candidate": "string",
+    "zero_shot": "float64",
+    "few_shot": "float64",
+    "fine_tuned": "float64",  # the promoted adapter's score
+    "ci_low": "float64",
+    "ci_high": "float64",
+    "adapter_version": "int64",  # 0: none promoted
+    "replaceable": "bool",
+    "reason": "string",
+    "slm_usd_per_1m_tokens": "float64",
+    "prompt_tokens_logged": "float64",  # mean held-out prompt tokens as logged (in the window)
+    "prompt_tokens": "float64",  # and as the promoted adapter reads them
+    "calls_unfit": "int64",  # held-out calls that do not fit the adapter's context: they stay with the LLM
+    "input_rule": "string",  # the promoted adapter's pruning and context window
+}
+
+# Table → its columns. Every asset that is a table is named here; `embedding_cache` is the warehouse's own.
+SCHEMAS: dict[str, dict[str, str]] = {
+    "raw_calls": CALLS,  # step 1: one row per call, exact duplicates collapsed, not yet scrubbed
+    "raw_quarantine": QUARANTINE,  # step 1: records that could not become calls, raw excerpts
+    "clean_calls": {k: v for k, v in CALLS.items() if k != "content_hash"} | {"pii_findings": "int64"},
+    "pii_audit": {"call_id": "string", "called_at": "datetime64[us]", "entity_type": "string", "recognizer": "string",
+                  "count": "int64"},
+    "pii_vault": {"call_id": "string", "called_at": "datetime64[us]", "sealed": "string"},
+    "quarantine": QUARANTINE,  # step 2: every step's quarantined records, excerpts scrubbed
+    "task_clusters": {"call_id": "string", "called_at": "datetime64[us]", "task_id": "string", "signature": "string"},
+    "tasks": TASKS,
+    "picks": PICKS,
+    "adapters": ADAPTERS,
+    "evaluations": EVALUATIONS,
+    "conversion_report": REPORT,
+}
+# Partitioned tables → the column their partitions are rows of: days of call time, or tasks.
+PARTITIONED_BY = {
+    **{table: "called_at" for table in ("raw_calls", "raw_quarantine", "clean_calls", "pii_audit", "pii_vault", "quarantine")},
+    **{table: "task_id" for table in ("picks", "adapters", "evaluations")},
+}
 
 
-class _PandasTypeHandler(DuckDBPandasTypeHandler):
-    """Dagster's handler skips empty frames, so a first day with nothing quarantined would leave no table for the
-    next step to read; here an empty frame still creates its (typed) table."""
-
-    def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection):
-        if not obj.empty:
-            return super().handle_output(context, table_slice, obj, connection)
-        connection.execute(f"create table if not exists {table_slice.schema}.{table_slice.table} as select * from obj")
-        context.add_output_metadata(
-            {
-                "dagster/partition_row_count" if context.has_partition_key else "dagster/row_count": 0,
-                "dataframe_columns": MetadataValue.table_schema(
-                    TableSchema(columns=[TableColumn(name=name, type=str(dtype)) for name, dtype in obj.dtypes.items()])
-                ),
-            }
-        )
+def typed_frame(rows: Sequence[dict] | dict | None, columns: dict[str, str]) -> pd.DataFrame:
+    """Rows (or a dict of columns) as a frame with fixed column types, so that even an empty one makes a well-typed
+    table."""
+    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
 
 
-class WarehouseIOManager(DuckDBIOManager):
-    """Each tabular asset is a table named after it in the DuckDB warehouse."""
+def frame(table: str, rows: Sequence[dict] | dict | None = None) -> pd.DataFrame:
+    """Rows (or a dict of columns) of `table`, typed by its schema."""
+    return typed_frame(rows, SCHEMAS[table])
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Some partitions of a partitioned table: a time range [start, end) of its time column, or keys of its key
+    column."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    keys: tuple[str, ...] = ()
+
+
+class Warehouse(Protocol):
+    def write(self, table: str, rows: pd.DataFrame, partition: Partition | None = None) -> None:
+        """Replace the table, or only the rows of `partition`, with `rows`, atomically."""
+
+    def read(self, table: str, partition: Partition | None = None) -> pd.DataFrame:
+        """The table, or the rows of `partition`; an empty frame of its schema where it does not exist yet."""
+
+    def task_calls(self, task_id: str) -> pd.DataFrame:
+        """One task's clean calls with their signatures, oldest first: what steps 4–6 work from."""
+
+    def cached_embeddings(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """The embedding cache's vectors for those of `text_hashes` it holds."""
+
+    def cache_embeddings(self, embeddings: dict[str, np.ndarray]) -> None:
+        """Add text hash → vector pairs to the embedding cache (a hash already there keeps its vector)."""
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows per table, for every table there is."""
+
+
+class DuckDBWarehouse:
+    """The warehouse in one DuckDB file. DuckDB lets one process write at a time, so a connection that finds the
+    file locked by another run waits and tries again, for up to `lock_wait_s`."""
+
+    def __init__(self, path: str, lock_wait_s: float = 120.0):
+        self.path = path
+        self.lock_wait_s = lock_wait_s
+
+    def write(self, table: str, rows: pd.DataFrame, partition: Partition | None = None) -> None:
+        schema = SCHEMAS[table]
+        if list(rows.columns) != list(schema):
+            raise ValueError(f"{table}: columns {list(rows.columns)} are not the table's {list(schema)}")
+        rows = rows.astype(schema)
+        with self._connect() as connection:
+            connection.register("rows", rows)
+            connection.begin()
+            if partition is None:
+                connection.execute(f'create or replace table "{table}" as select * from rows')
+            else:
+                connection.execute(f'create table if not exists "{table}" as select * from rows limit 0')
+                self._check_columns(connection, table)
+                where, parameters = _where(PARTITIONED_BY[table], partition)
+                connection.execute(f'delete from "{table}" where {where}', parameters)
+                connection.execute(f'insert into "{table}" select * from rows')
+            connection.commit()
+
+    def read(self, table: str, partition: Partition | None = None) -> pd.DataFrame:
+        with self._connect() as connection:
+            if not self._exists(connection, table):
+                return frame(table)
+            if partition is None:
+                return connection.execute(f'select * from "{table}"').df()
+            where, parameters = _where(PARTITIONED_BY[table], partition)
+            return connection.execute(f'select * from "{table}" where {where}', parameters).df()
+
+    def task_calls(self, task_id: str) -> pd.DataFrame:
+        with self._connect() as connection:
+            return connection.execute(
+                "select c.*, t.signature from clean_calls c join task_clusters t using (call_id) "
+                "where t.task_id = ? order by c.called_at, c.call_id",
+                [task_id],
+            ).df()
+
+    def cached_embeddings(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        wanted = pd.DataFrame({"text_hash": list(dict.fromkeys(text_hashes))})
+        with self._connect() as connection:
+            self._create_embedding_cache(connection)
+            connection.register("wanted", wanted)
+            found = connection.execute(
+                "select c.text_hash, c.embedding from embedding_cache c join wanted w using (text_hash)"
+            ).fetchall()
+        return {text_hash: np.asarray(vector, dtype=np.float32) for text_hash, vector in found}
+
+    def cache_embeddings(self, embeddings: dict[str, np.ndarray]) -> None:
+        rows = pd.DataFrame({"text_hash": list(embeddings), "embedding": [np.asarray(v).tolist() for v in embeddings.values()]})
+        with self._connect() as connection:
+            self._create_embedding_cache(connection)
+            connection.register("rows", rows)
+            connection.execute("insert or ignore into embedding_cache select * from rows")
+
+    def row_counts(self) -> dict[str, int]:
+        with self._connect() as connection:
+            names = [name for (name,) in connection.execute(
+                "select table_name from information_schema.tables order by 1").fetchall()]
+            return {name: connection.execute(f'select count(*) from "{name}"').fetchone()[0] for name in names}
+
+    @contextmanager
+    def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        deadline = time.monotonic() + self.lock_wait_s
+        pause = 0.1
+        while True:
+            try:
+                connection = duckdb.connect(self.path)
+                break
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+        try:
+            yield connection
+        finally:
+            connection.close()
 
     @staticmethod
-    def type_handlers():
-        return [_PandasTypeHandler()]
+    def _exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
+        return bool(connection.execute(
+            "select count(*) from information_schema.tables where table_name = ?", [table]).fetchone()[0])
 
     @staticmethod
-    def default_load_type() -> type:
-        return pd.DataFrame
+    def _check_columns(connection: duckdb.DuckDBPyConnection, table: str) -> None:
+        stored = [name for (name,) in connection.execute(
+            "select column_name from information_schema.columns where table_name = ? order by ordinal_position",
+            [table]).fetchall()]
+        if stored != list(SCHEMAS[table]):
+            raise ValueError(f"the warehouse's {table} has the columns of an older version ({', '.join(stored)}); "
+                             f"drop that table, or start from a fresh SLM_HOME")
+
+    @staticmethod
+    def _create_embedding_cache(connection: duckdb.DuckDBPyConnection) -> None:
+        connection.execute("create table if not exists embedding_cache (text_hash varchar primary key, embedding float[])")
+
+
+def open_warehouse(url: str) -> Warehouse:
+    """The warehouse at `url`: a DuckDB file's path."""
+    return DuckDBWarehouse(url)
+
+
+def _where(column: str, partition: Partition) -> tuple[str, list]:
+    if partition.keys:
+        return f'"{column}" in (select unnest(?))', [list(partition.keys)]
+    return f'"{column}" >= ? and "{column}" < ?', [partition.start, partition.end]

@@ -9,15 +9,13 @@ from pathlib import Path
 import duckdb
 from dagster import AssetKey, DagsterInstance, build_sensor_context, evaluate_automation_conditions, partition_loading_context
 from dagster._config import process_config
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from pipeline.cycles import retrain_changed_tasks
-from pipeline.definitions import build_definitions
-from pipeline.demo import write_demo_logs
-from pipeline.demo import DEMO_SCRUB_ALLOW
-from pipeline.resources import LogSource
-from pipeline.sensors import new_log_files
-from pipeline.settings import Settings
+from demo.logs import write_demo_logs
+from orchestration.definitions import build_definitions
+from orchestration.partitions import RANGE_END_TAG, RANGE_START_TAG
+from orchestration.sensors import new_log_files, retrain_changed_tasks
+from pipeline.collect import LogFolder
+from pipeline.settings import DecisionConfig, PickConfig, ScrubConfig, Settings, TrainConfig
 
 DAY = 86400
 NOV_4 = 1762300000  # 2025-11-04 23:46:40 UTC
@@ -36,13 +34,14 @@ def record(user: str, reply: str, timestamp: int) -> str:
 def settings_for(tmp_path: Path) -> Settings:
     (tmp_path / "logs").mkdir(exist_ok=True)
     return Settings(
-        home=tmp_path / "home", logs_dir=tmp_path / "logs", first_day=date(2024, 1, 1), max_line_bytes=100_000, scrub_processes=0
+        home=tmp_path / "home", logs_dir=tmp_path / "logs", first_day=date(2024, 1, 1), max_line_bytes=100_000,
+        scrub=ScrubConfig(processes=0),
     )
 
 
 def materialize_days(settings: Settings, first: str, last: str, instance: DagsterInstance | None = None):
     defs = build_definitions(settings)
-    tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+    tags = {RANGE_START_TAG: first, RANGE_END_TAG: last}
     with DagsterInstance.ephemeral() if instance is None else nullcontext(instance) as instance:
         return defs.resolve_job_def("collect_and_scrub").execute_in_process(instance=instance, tags=tags)
 
@@ -92,13 +91,13 @@ def test_materializing_a_day_again_replaces_its_rows_and_leaves_other_days(tmp_p
 def test_sensor_asks_for_the_days_of_new_files_only_once(tmp_path):
     settings = settings_for(tmp_path)
     logs = tmp_path / "logs"
-    source = LogSource(home=str(settings.home), logs_dir=str(logs))
+    source = LogFolder.of(settings)
     (logs / "a.jsonl").write_text(record("a", "x", NOV_4) + "\n" + record("b", "y", NOV_4 + 2 * DAY) + "\n")
 
     first = new_log_files(build_sensor_context(resources={"logs": source}))
     [request] = first.run_requests
-    assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == "2025-11-04"
-    assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == "2025-11-06"
+    assert request.tags[RANGE_START_TAG] == "2025-11-04"
+    assert request.tags[RANGE_END_TAG] == "2025-11-06"
 
     again = new_log_files(build_sensor_context(resources={"logs": source}, cursor=first.cursor))
     assert not getattr(again, "run_requests", None)
@@ -106,13 +105,13 @@ def test_sensor_asks_for_the_days_of_new_files_only_once(tmp_path):
     (logs / "b.jsonl").write_text(record("c", "z", NOV_4 + 9 * DAY) + "\n")
     later = new_log_files(build_sensor_context(resources={"logs": source}, cursor=first.cursor))
     [request] = later.run_requests
-    assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2025-11-13", "2025-11-13")
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2025-11-13", "2025-11-13")
 
 
 def test_definitions_load_with_the_collect_assets_and_the_sensor():
     defs = build_definitions(Settings.from_env())
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert {"raw_calls", "collect_rejects", "clean_calls", "pii_audit", "quarantine"} <= keys
+    assert {"raw_calls", "raw_quarantine", "clean_calls", "pii_audit", "quarantine"} <= keys
     assert defs.resolve_sensor_def("new_log_files")
 
 
@@ -136,17 +135,14 @@ def test_scrub_deny_lists_and_patterns_come_from_the_deployment_file(tmp_path, m
     path = tmp_path / "scrub.yaml"
     path.write_text("deny_lists:\n  PERSON: [Quinby]\npatterns:\n  ACCOUNT_NUMBER: ['ACCT-\\d{8}']\nallow: ['T-\\d+']\n")
     monkeypatch.setenv("SLM_SCRUB_CONFIG", str(path))
-    config = build_definitions(Settings.from_env()).resources["scrubber"].config()
+    config = build_definitions(Settings.from_env()).resources["settings"].scrub
     assert (config.deny_lists, config.patterns) == ({"PERSON": ["Quinby"]}, {"ACCOUNT_NUMBER": [r"ACCT-\d{8}"]})
     assert config.allow == [r"T-\d+"]
 
 
-def test_the_demo_allows_its_shop_ids_and_your_own_logs_allow_nothing_by_default(tmp_path, monkeypatch):
+def test_without_a_scrub_file_nothing_is_allowed_through(monkeypatch):
     monkeypatch.delenv("SLM_SCRUB_CONFIG", raising=False)
-    monkeypatch.delenv("SLM_LOGS_DIR", raising=False)
-    assert build_definitions(Settings.from_env()).resources["scrubber"].config().allow == DEMO_SCRUB_ALLOW
-    monkeypatch.setenv("SLM_LOGS_DIR", str(tmp_path))
-    assert build_definitions(Settings.from_env()).resources["scrubber"].config().allow == []
+    assert build_definitions(Settings.from_env()).resources["settings"].scrub.allow == []
 
 
 def test_demo_logs_become_tasks_with_a_partition_each_and_a_map(tmp_path):
@@ -170,7 +166,8 @@ def test_with_a_vault_key_the_raw_values_are_sealed_in_pii_vault(tmp_path):
     from cryptography.fernet import Fernet
 
     key = Fernet.generate_key().decode()
-    settings = replace(settings_for(tmp_path), vault_key=key)
+    settings = settings_for(tmp_path)
+    settings = replace(settings, scrub=replace(settings.scrub, vault_key=key))
     (tmp_path / "logs" / "calls.jsonl").write_text(record("mail jane.doe@example.com", "x", NOV_4) + "\n")
     assert materialize_days(settings, "2025-11-04", "2025-11-04").success
     [(sealed,)] = table(settings, "select sealed from pii_vault")
@@ -185,12 +182,11 @@ def test_all_six_steps_materialize_on_a_small_log_with_a_tiny_model_and_a_second
         f"- {{name: tiny, source: {{folder: {tiny_checkpoint}}}, architecture: llama, parameters: 100000, context_length: 2048,"
         " license: x, chat_template: true, tool_calling: true, serving_usd_per_1m_tokens: 0.01}\n"
     )
-    (tmp_path / "config.yaml").write_text(
-        "selection: {candidates: [tiny], min_calls: 10, score_sample: 2}\n"
-        "training: {min_steps: 2, max_steps: 2}\n"
-        "decision: {eval_sample: 4, min_held_out: 2, thresholds: {tool: 0.0, json: 0.0, text: 0.0}}\n"
+    settings = replace(
+        settings_for(tmp_path), candidates_file=tmp_path / "candidates.yaml",
+        pick=PickConfig(candidates=["tiny"], min_calls=10, score_sample=2), training=TrainConfig(min_steps=2, max_steps=2),
+        decision=DecisionConfig(eval_sample=4, min_held_out=2, thresholds={"tool": 0.0, "json": 0.0, "text": 0.0}),
     )
-    settings = replace(settings_for(tmp_path), candidates_file=tmp_path / "candidates.yaml", config_file=tmp_path / "config.yaml")
     write_demo_logs(settings.logs_dir, calls=300, days=2)
     defs = build_definitions(settings)
     with DagsterInstance.ephemeral() as instance:
@@ -200,7 +196,7 @@ def test_all_six_steps_materialize_on_a_small_log_with_a_tiny_model_and_a_second
         assert defs.resolve_job_def("convert_tasks").execute_in_process(instance=instance, partition_key=task_id).success
         assert defs.resolve_job_def("report").execute_in_process(instance=instance).success
 
-        assert table(settings, "select candidate, chosen from slm_selection") == [("tiny", True)]
+        assert table(settings, "select candidate, chosen from picks") == [("tiny", True)]
         assert table(settings, "select version, steps from adapters") == [(1, 2)]
         variants = table(settings, "select variant, adapter_version, promoted, replaceable from evaluations order by variant")
         assert variants == [("adapter", 1, True, True), ("few_shot", 0, False, True), ("zero_shot", 0, False, True)]

@@ -6,8 +6,9 @@ import json
 import pandas as pd
 
 from finetune.adapters import promoted_version, promotions, record_promotion
-from pipeline.cycles import cycle_plan
-from pipeline.decision import DecisionConfig, decide, promote, retrain_reason
+from pipeline.decision import cycle_plan
+from pipeline.decision import decide, promote, retrain_reason
+from pipeline.settings import DecisionConfig
 from pipeline.report import html, markdown, report_rows, totals
 
 CONFIG = DecisionConfig(thresholds={"tool": 0.9, "json": 0.9, "text": 0.8}, min_held_out=20)
@@ -51,7 +52,7 @@ def test_a_cycle_retrains_new_tasks_grown_tasks_and_tasks_whose_score_fell_and_n
 
 def tasks_frame() -> pd.DataFrame:
     return pd.DataFrame({
-        "task_id": ["task-001", "task-002", "task-003"], "label": ["route", "plan", "label"], "calls": [50, 30, 20],
+        "task_id": ["task-001", "task-002", "task-003"], "title": ["route", "plan", "label"], "calls": [50, 30, 20],
         "share_of_calls": [0.5, 0.3, 0.1], "tokens": [5000, 9000, 1000], "share_of_tokens": [0.25, 0.45, 0.05],
         "spend_usd": [2.0, 6.0, 1.0], "share_of_spend": [0.2, 0.6, 0.1],
     })

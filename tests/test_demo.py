@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.demo import write_demo_logs
+from demo.logs import write_demo_logs
 
 CALLS = 2000
 
@@ -247,7 +247,7 @@ def test_personal_data_appears_in_user_messages(folder: Path, logs: Logs) -> Non
 
 def test_command_line_writes_the_files_and_reports_the_calls(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.demo", str(tmp_path), "--calls", "50", "--seed", "1"],
+        [sys.executable, "-m", "demo.logs", str(tmp_path), "--calls", "50", "--seed", "1"],
         capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1],
     )
     assert "50 calls" in result.stdout
@@ -262,7 +262,7 @@ def test_start_and_days_set_the_period(tmp_path: Path) -> None:
 def test_long_mode_writes_agent_conversations_whose_calls_repeat_a_long_policy_and_tool_schemas(tmp_path):
     from pipeline.collect import LogFile, assemble, parse_log_file
     from pipeline.context import ContextPolicy, InputRule
-    from pipeline.long_demo import write_long_logs
+    from demo.long_logs import write_long_logs
     from pipeline.pruning import learn_pruning
 
     path = write_long_logs(tmp_path, conversations=12)

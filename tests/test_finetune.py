@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from peft import PeftModel
 
-from finetune.adapters import ADAPTER_COLUMNS, input_rule, registry, train_task_adapter
+from finetune.adapters import input_rule, registry, train_task_adapter
 from finetune.candidates import Candidate, load_candidates
 from finetune.generate import batches, generate
 from finetune.models import load_base
@@ -20,8 +20,10 @@ from finetune.prompts import adapter_examples, chat_messages, prompt_text, targe
 from pipeline.context import InputRule
 from pipeline.pruning import learn_pruning
 import finetune.train
-from finetune.train import TrainConfig, padding_share, stop_reason, train_adapter
-from pipeline.selection import Profile, SelectionConfig, choose, could_win, split_by_time, unfit_reason
+from finetune.train import padding_share, stop_reason, train_adapter
+from pipeline.pick import Profile, choose, could_win, split_by_time, unfit_reason
+from pipeline.settings import PickConfig, TrainConfig
+from pipeline.warehouse import SCHEMAS
 
 ROUTE_TOOL = {"type": "function", "function": {"name": "route_ticket", "description": "Send a ticket to a queue.",
                                                "parameters": {"type": "object", "properties": {"queue": {"type": "string"}}}}}
@@ -147,17 +149,15 @@ def test_padding_is_expected_where_example_lengths_differ():
     assert padding_share([50] * 45 + [500] * 5, batch_size=4) > 0.5  # one long example pads three short ones
 
 
-def test_packed_batches_train_as_padded_ones_do(tiny_checkpoint, tmp_path, monkeypatch):
+def test_packed_batches_train_as_padded_ones_do(tiny_checkpoint, tmp_path):
     _, tokenizer = load_base(tiny_checkpoint)
     calls = [call(i, queue=QUEUES[i % 3]) for i in range(8)]
     calls[0]["messages"] = calls[0]["messages"].replace("ticket 0", "ticket 0" + " and more" * 40)  # lengths that pad
     examples = adapter_examples(tokenizer, calls, InputRule(), 2048).examples
     config = TrainConfig(min_steps=2, max_steps=2)
 
-    monkeypatch.setattr(finetune.train, "PADDING_FREE_SHARE", 1.0)
-    padded = train_adapter(tiny_checkpoint, examples, tmp_path / "padded", config)
-    monkeypatch.setattr(finetune.train, "PADDING_FREE_SHARE", 0.0)
-    packed = train_adapter(tiny_checkpoint, examples, tmp_path / "packed", config)
+    padded = train_adapter(tiny_checkpoint, examples, tmp_path / "padded", replace(config, padding_free_share=1.0))
+    packed = train_adapter(tiny_checkpoint, examples, tmp_path / "packed", replace(config, padding_free_share=0.0))
 
     assert (padded.hyperparameters["padding_free"], packed.hyperparameters["padding_free"]) == (False, True)
     assert packed.tokens == padded.tokens  # the same tokens read, none of them padding
@@ -188,7 +188,7 @@ def test_an_adapter_stops_early_and_says_why(tiny_checkpoint, tmp_path):
     limit = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, InputRule(), tmp_path,
                                TrainConfig(min_steps=2, max_steps=2))  # mid-epoch: 12 examples are 3 steps
 
-    assert converged["steps"] == len(converged["loss_curve"]) == finetune.train.CONVERGED_STEPS and converged["stopped"].startswith("converged")
+    assert converged["steps"] == len(converged["loss_curve"]) == TrainConfig().converged_steps and converged["stopped"].startswith("converged")
     assert budget["steps"] == 1 and budget["stopped"].startswith("token budget")
     assert (limit["steps"], len(limit["loss_curve"]), limit["stopped"]) == (2, 2, "step limit: 2 steps")
     assert list(registry(tmp_path, "task-001")["stopped"]) == [converged["stopped"], budget["stopped"], limit["stopped"]]
@@ -212,7 +212,7 @@ def test_an_adapter_is_trained_registered_as_the_next_version_and_reloads(tiny_c
     assert first["stopped"] == "step limit: 12 steps"
     assert [step for step, _, _ in logged] == list(range(1, 13))
     table = registry(tmp_path, "task-001")
-    assert list(table.columns) == list(ADAPTER_COLUMNS) and list(table["version"]) == [1, 2]
+    assert list(table.columns) == list(SCHEMAS["adapters"]) and list(table["version"]) == [1, 2]
     folder = tmp_path / "task-001" / "v1"
     assert (folder / "adapter_model.safetensors").exists() and not (folder / "trainer").exists()
     assert input_rule(tmp_path, "task-001", 1) == rule  # the rule round-trips with the adapter
@@ -229,7 +229,7 @@ def test_an_adapter_is_trained_registered_as_the_next_version_and_reloads(tiny_c
 def test_pick_scores_each_fitting_candidate_and_skips_a_task_too_small(tiny_checkpoint, tmp_path):
     calls = pd.DataFrame([call(i, queue=QUEUES[i % 3], day=i) for i in range(12)])
     embeddings = np.eye(12, dtype=np.float32)
-    config = SelectionConfig(min_calls=10, score_sample=2)
+    config = PickConfig(min_calls=10, score_sample=2)
     candidates = [tiny_candidate(tiny_checkpoint), tiny_candidate(tiny_checkpoint, name="short", context_length=16)]
 
     picked = pick_candidate("task-001", calls, embeddings, candidates, tmp_path, config, embed=lambda texts: np.ones((len(texts), 3)))
@@ -262,7 +262,7 @@ def test_pick_neither_profiles_nor_scores_a_dearer_candidate_that_a_perfect_scor
                   tiny_candidate(tiny_checkpoint)]
 
     picked = pick_candidate("task-001", calls, np.eye(12, dtype=np.float32), candidates, tmp_path,
-                            SelectionConfig(min_calls=10, score_sample=2), embed=same_vector)
+                            PickConfig(min_calls=10, score_sample=2), embed=same_vector)
 
     rows = picked.table.set_index("candidate")
     assert picked.chosen == "tiny" and rows.loc["tiny", "few_shot"] == pytest.approx(1.0)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pipeline.formats import Rejected, parse_record, parse_time
+from pipeline.formats import Quarantined, parse_record, parse_time
 
 REQUEST = {
     "model": "gpt-4o",
@@ -92,7 +92,7 @@ def test_openpipe_record_gives_latency_and_task_hint():
     ],
 )
 def test_unusable_records_are_rejected_with_a_reason(record, reason):
-    with pytest.raises(Rejected, match=reason):
+    with pytest.raises(Quarantined, match=reason):
         parse_record(record)
 
 
@@ -120,7 +120,7 @@ def test_empty_assistant_turn_is_rejected_and_the_other_turns_kept():
     messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "ok"}]
     parsed = parse_record({"messages": messages})
     assert [c.response_text for c in parsed.calls] == ["ok"]
-    assert parsed.rejected == ["call without a response: assistant turn 0 is empty"]
+    assert parsed.quarantined == ["call without a response: assistant turn 0 is empty"]
 
 
 def test_legacy_function_call_is_normalized_to_tool_calls():
@@ -200,7 +200,7 @@ def test_span_without_captured_content_is_rejected_not_dropped():
     span = otel_span()
     span["attributes"] = [a for a in span["attributes"] if a["key"] not in ("gen_ai.input.messages", "gen_ai.output.messages")]
     parsed = parse_record({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})
-    assert parsed.calls == [] and "no output messages" in parsed.rejected[0]
+    assert parsed.calls == [] and "no output messages" in parsed.quarantined[0]
 
 
 def test_span_events_of_older_instrumentations_are_read():

@@ -7,9 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from pipeline.judge import Judge, JudgeConfig, JudgeError, judge_from
+from pipeline.judge import Judge, JudgeError, judge_from
 from pipeline.metrics import score_replies
-from pipeline.resources import Conversion
+from pipeline.settings import JudgeConfig, Settings
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_the_judge_is_off_unless_configured_and_needs_a_model(tmp_path, endpoint
     assert judge_from(JudgeConfig()) is None
     config = tmp_path / "config.yaml"
     config.write_text(f"judge: {{base_url: '{endpoint[0]}', model: grader}}\n")
-    assert Conversion(home=str(tmp_path), config_file=str(config)).judge().model == "grader"
-    assert Conversion(home=str(tmp_path)).judge() is None
+    assert judge_from(Settings.from_env({"SLM_CONFIG": str(config)}).judge).model == "grader"
+    assert judge_from(Settings.from_env({}).judge) is None
     with pytest.raises(JudgeError, match="no model"):
         Judge(JudgeConfig(base_url=endpoint[0]))

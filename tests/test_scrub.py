@@ -9,8 +9,9 @@ from datetime import datetime
 
 import pandas as pd
 
-from pipeline.collect import CALL_COLUMNS, typed_frame
-from pipeline.scrub import ScrubConfig, scrub_calls
+from pipeline.warehouse import frame
+from pipeline.scrub import scrub_calls
+from pipeline.settings import ScrubConfig
 
 NAMES = re.compile(r"Alice Smith|Bob Jones")
 EMAILS = re.compile(r"[\w.]+@[\w.]+\.\w+")
@@ -56,7 +57,7 @@ def call(call_id: str, user: str, *, tool_result: dict | None = None, arguments:
 
 
 def raw(*calls: dict) -> pd.DataFrame:
-    return typed_frame(list(calls), CALL_COLUMNS)
+    return frame("raw_calls", list(calls))
 
 
 def test_same_value_gets_the_same_placeholder_within_a_call_and_numbering_restarts_per_call():
@@ -123,7 +124,7 @@ def test_a_call_that_could_not_be_scrubbed_is_quarantined_and_the_others_go_on()
     result = scrub_calls(calls, RegexAnalyzer(fail_on="poison"), ScrubConfig(processes=0))
 
     assert list(result.clean_calls["call_id"]) == ["c1", "c3"]
-    [reject] = result.rejects.to_dict("records")
+    [reject] = result.quarantine.to_dict("records")
     assert (reject["step"], reject["source_line"], reject["reason"], reject["excerpt"]) == ("scrub", 2, "scrub failed: boom", "")
     assert result.stats.reconciles() and (result.stats.calls, result.stats.quarantined) == (3, 1)
 
@@ -131,7 +132,7 @@ def test_a_call_that_could_not_be_scrubbed_is_quarantined_and_the_others_go_on()
 def test_text_over_the_size_limit_quarantines_its_call():
     result = scrub_calls(raw(call("c1", "x" * 500), call("c2", "short")), RegexAnalyzer(), ScrubConfig(processes=0, max_text_chars=100))
     assert list(result.clean_calls["call_id"]) == ["c2"]
-    assert result.rejects.iloc[0]["reason"] == "text over the scrub size limit (500 chars > 100)"
+    assert result.quarantine.iloc[0]["reason"] == "text over the scrub size limit (500 chars > 100)"
 
 
 def test_an_analyzer_that_loses_texts_fails_every_call_closed():

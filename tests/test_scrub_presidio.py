@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from pipeline.scrub import LocalAnalyzer, PooledAnalyzer, ScrubConfig, scrub_calls
+from pipeline.scrub import LocalAnalyzer, PooledAnalyzer, scrub_calls
+from pipeline.settings import ScrubConfig
 from test_scrub import call, raw
 
 SECRETS = {
@@ -77,7 +78,7 @@ def test_worker_that_runs_out_of_time_quarantines_its_calls():
     finally:
         analyzer.close()
     assert result.clean_calls.empty
-    assert set(result.rejects["reason"]) == {"scrub timed out (over 0.001 s for a batch)"}
+    assert set(result.quarantine["reason"]) == {"scrub timed out (over 0.001 s for a batch)"}
     assert result.stats.reconciles()
 
 

@@ -3,13 +3,11 @@
 import json
 from datetime import datetime
 
-import duckdb
 import numpy as np
 import pandas as pd
 
-from pipeline.clustering import ClusterConfig
-from pipeline.collect import typed_frame
-from pipeline.scrub import CLEAN_COLUMNS
+from pipeline.settings import ClusterConfig
+from pipeline.warehouse import DuckDBWarehouse, frame
 from pipeline.tasks import CHARS_PER_TOKEN, NOISE, embed, find_tasks, reply_type, signature_embeddings, task_signature, usage
 
 ROUTE = [{"id": "c", "name": "route_ticket", "arguments": {"queue": "billing"}}]
@@ -51,16 +49,16 @@ def test_signature_puts_the_reply_type_first_then_tools_system_and_last_message(
     assert lines[3] == "message: I was charged twice"
 
 
-def test_only_new_texts_are_embedded_and_the_rest_come_from_the_warehouse():
+def test_only_new_texts_are_embedded_and_the_rest_come_from_the_warehouse(tmp_path):
     encoded = []
 
     def encode(texts):
         encoded.extend(texts)
         return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
 
-    with duckdb.connect() as warehouse:
-        first = embed(["a", "bb", "a"], encode, warehouse)
-        second = embed(["bb", "ccc"], encode, warehouse)
+    warehouse = DuckDBWarehouse(str(tmp_path / "warehouse.duckdb"))
+    first = embed(["a", "bb", "a"], encode, warehouse)
+    second = embed(["bb", "ccc"], encode, warehouse)
     assert encoded == ["a", "bb", "ccc"]
     assert first.tolist() == [[1, 1], [2, 1], [1, 1]] and second.tolist() == [[2, 1], [3, 1]]
 
@@ -73,7 +71,7 @@ def blobs(centres: list[list[float]], per_blob: int, seed: int) -> np.ndarray:
 
 def calls_for(embeddings: np.ndarray) -> tuple[pd.DataFrame, list[str]]:
     rows = [clean_call(i, f"message {i}", reply="ok") for i in range(len(embeddings))]
-    return typed_frame(rows, CLEAN_COLUMNS), [task_signature(r) for r in rows]
+    return frame("clean_calls", rows), [task_signature(r) for r in rows]
 
 
 CENTRES = [np.eye(16)[i].tolist() for i in range(4)]
@@ -131,7 +129,7 @@ def test_the_structure_of_a_call_weighs_more_than_its_message():
 def test_calls_needing_another_kind_of_answer_are_another_task_even_when_they_embed_alike():
     embeddings = blobs(CENTRES[:1], 40, seed=6)
     rows = [clean_call(i, "same words", tool_calls=ROUTE if i % 2 else None, reply=None if i % 2 else "ok") for i in range(40)]
-    calls, signatures = typed_frame(rows, CLEAN_COLUMNS), [task_signature(r) for r in rows]
+    calls, signatures = frame("clean_calls", rows), [task_signature(r) for r in rows]
     mixes = [json.loads(reply_types) for reply_types in find_tasks(calls, signatures, embeddings).tasks["reply_types"]]
     assert all(len(mix) == 1 for mix in mixes)
     assert {kind for mix in mixes for kind in mix} == {"text", "tool:route_ticket"}

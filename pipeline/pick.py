@@ -1,4 +1,4 @@
-"""Step 4, candidates: split a task's calls by time, profile it, and choose the candidate SLM to fine-tune.
+"""Step 4, pick: split a task's calls by time, profile it, and choose the candidate SLM to fine-tune.
 
 The held-out share is the newest calls, never trained on: a model is judged on calls that came after everything
 it learned from, as it would be in service. Each reply type (each tool, JSON, text) is split apart so every one
@@ -8,35 +8,14 @@ appears on both sides where it has at least two calls.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from pipeline.context import ContextPolicy
 from pipeline.tasks import reply_type
 
 POLICIES = ("score_per_cost", "best_score")
-
-
-@dataclass(frozen=True)
-class SelectionConfig:
-    held_out_share: float = 0.2
-    min_calls: int = 30  # a task with fewer is skipped: too little to train on and judge
-    score_sample: int = 6  # held-out calls each candidate is scored on, zero-shot and few-shot
-    few_shot: int = 2  # nearest training calls shown as examples
-    policy: str = "score_per_cost"
-    pins: dict[str, str] = field(default_factory=dict)  # task id → candidate name, chosen whatever the scores
-    candidates: list[str] = field(default_factory=list)  # the registry's candidates to consider; empty: all of them
-    max_new_tokens: int = 256  # generation cap when scoring; longer logged replies are judged on as many tokens
-    prune_share: float = 0.9  # a system line or tool set in this share of a task's calls is static, pruned
-    windows: list[int] = field(default_factory=lambda: [2, 4, 8, 0])  # conversation windows tried, 0 = all of it
-    window_margin: float = 0.02  # the smallest window scoring within this of the best tried is chosen
-    list_items: int = 10  # tool-result lists are cut to this many items
-    tool_result_chars: int = 2000  # and tool results to this many characters
-
-    def context(self, window: int = 0) -> ContextPolicy:
-        return ContextPolicy(window, self.list_items, self.tool_result_chars)
 
 
 @dataclass(frozen=True)
@@ -88,7 +67,7 @@ def unfit_reason(task: Profile, context_length: int, tool_calling: bool) -> str:
 def value(score, cost, policy: str = "score_per_cost"):
     """What the policy ranks by: score per serving dollar (`score_per_cost`) or the score alone (`best_score`)."""
     if policy not in POLICIES:
-        raise ValueError(f"selection policy {policy!r}: expected one of {', '.join(POLICIES)}")
+        raise ValueError(f"pick policy {policy!r}: expected one of {', '.join(POLICIES)}")
     return score / np.maximum(cost, 1e-9) if policy == "score_per_cost" else score
 
 

@@ -7,7 +7,7 @@
 - `transcripts.jsonl`: multi-turn order conversations with tool results, one call per assistant turn;
 - `otel-spans.jsonl`: OpenTelemetry GenAI spans as OTLP JSON exports, a few with a non-model `execute_tool` span;
 - `broken-export.jsonl`: a few good records and exactly 5 bad lines, to show the collector's quarantine;
-- with `--long N`, `airline-transcripts.jsonl`: N long airline-agent conversations (`pipeline.long_demo`).
+- with `--long N`, `airline-transcripts.jsonl`: N long airline-agent conversations (`demo.long_logs`).
 
 Six tasks recur. Five have a fixed system prompt and answers a small model can learn (intent, ticket_routing,
 order_lookup, refund_extraction, summary); planning is open-ended and never repeats. Customers' names, emails,
@@ -30,7 +30,7 @@ from typing import Any
 
 from faker import Faker
 
-from pipeline.long_demo import write_long_logs
+from demo.long_logs import write_long_logs
 
 
 _MODEL = "gpt-4o-2024-08-06"
@@ -65,10 +65,7 @@ _PRODUCTS = (
     "Horizon headlamp", "Drift kayak paddle", "Merino base layer", "Canyon water filter",
     "Tundra fleece hoodie", "Switchback trail runners", "Pioneer camp chair",
 )
-# The shop's order ids, SKUs and catalog: business data, not personal data. Step 2 allows them on the demo logs, as a
-# deployment would in its scrub config; spaCy's small model otherwise takes some of them for names (an order's
-# "name": "Summit 45L backpack" for a person's).
-DEMO_SCRUB_ALLOW = [r"AC-\d{6}", r"AO-\d{5}", *(re.escape(product) for product in _PRODUCTS)]
+# The shop's order ids (AC-), SKUs (AO-) and these products are allowed through step 2 by demo/scrub.yaml.
 _COLORS = ("forest green", "navy", "charcoal", "burnt orange", "sand", "black")
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _DEVICES = ("iPhone 15", "Pixel 8", "Galaxy S23", "iPad", "OnePlus 12")
@@ -869,7 +866,7 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=2000, help="number of LLM calls to write")
     parser.add_argument("--seed", type=int, default=7, help="random seed; same seed, same files")
     parser.add_argument("--long", type=int, default=0, metavar="CONVERSATIONS",
-                        help="also write this many long airline-agent conversations (pipeline.long_demo)")
+                        help="also write this many long airline-agent conversations (demo.long_logs)")
     args = parser.parse_args()
     for written in write_demo_logs(args.folder, calls=args.calls, seed=args.seed):
         print(written)

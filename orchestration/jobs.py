@@ -1,16 +1,16 @@
-"""Jobs: the per-day steps over a range of days, and the steps over all calls."""
+"""Jobs: the per-day steps over a range of days, the steps over all calls, and the per-task steps."""
 
 from dagster import AssetSelection, define_asset_job
-
-from pipeline.partitions import tasks
 
 # Collect and scrub work day by day; a range of days runs as one run (their backfill policy).
 collect_and_scrub = define_asset_job("collect_and_scrub", AssetSelection.groups("collect", "scrub"))
 # Clustering reads every clean call at once.
 find_tasks = define_asset_job("find_tasks", AssetSelection.groups("tasks"))
 # Steps 4–6 work task by task: one run per task partition, so one task's failure leaves the others alone.
-convert_tasks = define_asset_job("convert_tasks", AssetSelection.groups("pick", "finetune", "evaluate"), partitions_def=tasks)
+convert_tasks = define_asset_job("convert_tasks", AssetSelection.groups("pick", "finetune", "evaluate"))
 # A retraining cycle evaluates again the tasks that keep their adapter.
-evaluate_tasks = define_asset_job("evaluate_tasks", AssetSelection.groups("evaluate"), partitions_def=tasks)
+evaluate_tasks = define_asset_job("evaluate_tasks", AssetSelection.groups("evaluate"))
 # The report reads every task's evaluation.
 report = define_asset_job("report", AssetSelection.groups("report"))
+
+JOBS = [collect_and_scrub, find_tasks, convert_tasks, evaluate_tasks, report]

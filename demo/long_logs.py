@@ -6,7 +6,7 @@ customer gives a user id and a reservation, the agent looks up the user and the 
 results), answers from them, and where the customer wants a cancellation the policy allows, confirms and cancels.
 One LLM call per assistant turn, so a conversation holds 3 to 5 calls, the later ones behind thousands of tokens.
 
-    python -m pipeline.long_demo logs/ --conversations 120
+    python -m demo.long_logs logs/ --conversations 120
 """
 
 from __future__ import annotations
