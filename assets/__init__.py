@@ -17,6 +17,11 @@ from assets.tasks import tasks_assets
 def build_assets(days: PartitionsDefinition, tasks: DynamicPartitionsDefinition) -> list[AssetsDefinition]:
     """Every asset of the six steps: steps 1–2 per day of `days`, 3 over all calls, 4–6 per task of `tasks`."""
     return [
-        collect_assets(days), scrub_assets(days), tasks_assets(tasks),
-        pick_asset(tasks), finetune_asset(tasks), evaluate_asset(tasks), conversion_report,
+        collect_assets(days),
+        scrub_assets(days),
+        tasks_assets(tasks),
+        pick_asset(tasks),
+        finetune_asset(tasks),
+        evaluate_asset(tasks),
+        conversion_report,
     ]

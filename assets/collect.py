@@ -1,6 +1,16 @@
 """Step 1, collect: agent log files → `raw_calls`, and what cannot be read → `raw_quarantine`."""
 
-from dagster import AssetExecutionContext, AssetOut, AssetsDefinition, BackfillPolicy, Failure, Output, PartitionsDefinition, ResourceParam, multi_asset
+from dagster import (
+    AssetExecutionContext,
+    AssetOut,
+    AssetsDefinition,
+    BackfillPolicy,
+    Failure,
+    Output,
+    PartitionsDefinition,
+    ResourceParam,
+    multi_asset,
+)
 
 from assets.metadata import counts_table
 from pipeline.collect import LogFolder

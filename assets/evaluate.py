@@ -2,7 +2,16 @@
 better adapter, and whether the task can move to its SLM."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MetadataValue, Output, PartitionsDefinition, ResourceParam, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    MetadataValue,
+    Output,
+    PartitionsDefinition,
+    ResourceParam,
+    asset,
+)
 
 from finetune.candidates import load_candidates
 from finetune.evaluate import evaluate_task
@@ -17,8 +26,12 @@ def evaluate_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
     """Step 6, one run per task partition."""
 
     @asset(partitions_def=tasks, deps=[AssetKey("task_clusters")], group_name="evaluate")
-    def evaluations(context: AssetExecutionContext, adapters: pd.DataFrame, warehouse: ResourceParam[Warehouse],
-                    settings: ResourceParam[Settings]) -> Output[pd.DataFrame]:
+    def evaluations(
+        context: AssetExecutionContext,
+        adapters: pd.DataFrame,
+        warehouse: ResourceParam[Warehouse],
+        settings: ResourceParam[Settings],
+    ) -> Output[pd.DataFrame]:
         """Score zero-shot, few-shot and fine-tuned on the same held-out calls; promote a better adapter; decide."""
         task_id = context.partition_key
         if adapters.empty:
@@ -28,16 +41,42 @@ def evaluate_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
         candidate = next(c for c in load_candidates(settings.candidates_file) if c.name == name)
         calls, embeddings = calls_and_embeddings(warehouse, task_id, encode)
         result = evaluate_task(
-            task_id, calls, embeddings, name, base_checkpoint(candidate, settings.home), candidate.context_length,
-            settings.adapters_dir, settings.pick, settings.decision, encode, judge_from(settings.judge),
+            task_id,
+            calls,
+            embeddings,
+            name,
+            base_checkpoint(candidate, settings.home),
+            candidate.context_length,
+            settings.adapters_dir,
+            settings.pick,
+            settings.decision,
+            encode,
+            judge_from(settings.judge),
         )
         if result.promotion:
             verdict = "promoted" if result.promotion["promoted"] else "kept the promoted adapter over"
-            context.log.info(f"{task_id}: {verdict} v{result.promotion['version']} ({result.promotion['score']:.3f} "
-                             f"against {result.promotion['champion_score'] if result.promotion['champion'] else 'none'})")
-        context.log.info(f"{task_id}: {'replaceable' if result.decision.replaceable else 'stays with the LLM'}, {result.decision.reason}")
-        shown = result.table[["variant", "adapter_version", "calls", "calls_unfit", "prompt_tokens", "score", "ci_low", "ci_high",
-                              "seconds_per_call", "tokens_per_second", "promoted"]]
+            context.log.info(
+                f"{task_id}: {verdict} v{result.promotion['version']} ({result.promotion['score']:.3f} "
+                f"against {result.promotion['champion_score'] if result.promotion['champion'] else 'none'})"
+            )
+        context.log.info(
+            f"{task_id}: {'replaceable' if result.decision.replaceable else 'stays with the LLM'}, {result.decision.reason}"
+        )
+        shown = result.table[
+            [
+                "variant",
+                "adapter_version",
+                "calls",
+                "calls_unfit",
+                "prompt_tokens",
+                "score",
+                "ci_low",
+                "ci_high",
+                "seconds_per_call",
+                "tokens_per_second",
+                "promoted",
+            ]
+        ]
         return Output(
             result.table,
             metadata={

@@ -1,7 +1,15 @@
 """Step 5, fine-tune: the picked SLM → a LoRA adapter for the task, registered as its next version in `adapters`."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetsDefinition, MetadataValue, Output, PartitionsDefinition, ResourceParam, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    MetadataValue,
+    Output,
+    PartitionsDefinition,
+    ResourceParam,
+    asset,
+)
 
 from finetune.adapters import registry, train_task_adapter
 from finetune.candidates import load_candidates
@@ -18,8 +26,12 @@ def finetune_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
     """Step 5, one run per task partition."""
 
     @asset(partitions_def=tasks, group_name="finetune")
-    def adapters(context: AssetExecutionContext, picks: pd.DataFrame, warehouse: ResourceParam[Warehouse],
-                 settings: ResourceParam[Settings]) -> Output[pd.DataFrame]:
+    def adapters(
+        context: AssetExecutionContext,
+        picks: pd.DataFrame,
+        warehouse: ResourceParam[Warehouse],
+        settings: ResourceParam[Settings],
+    ) -> Output[pd.DataFrame]:
         """Train a LoRA adapter of the picked SLM on the task's older calls, static text pruned and context fitted;
         the newest calls stay held out for step 6."""
         task_id = context.partition_key
@@ -35,11 +47,21 @@ def finetune_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
         train, held_out = split_by_time(calls, pick.held_out_share)
         records = train.to_dict("records")
         rule = InputRule(learn_pruning(records, pick.prune_share), pick.context(int(chosen["context_window"].iloc[0])))
-        examples = adapter_examples(load_tokenizer(checkpoint), records, rule, min(candidate.context_length, training.max_length))
-        context.log.info(f"{task_id}: training {candidate.name} on {len(examples.examples)} calls ({len(held_out)} held out, "
-                         f"{examples.unfit} too long); input: {rule.describe()}")
+        examples = adapter_examples(
+            load_tokenizer(checkpoint), records, rule, min(candidate.context_length, training.max_length)
+        )
+        context.log.info(
+            f"{task_id}: training {candidate.name} on {len(examples.examples)} calls ({len(held_out)} held out, "
+            f"{examples.unfit} too long); input: {rule.describe()}"
+        )
         manifest = train_task_adapter(
-            task_id, candidate.name, checkpoint, examples, rule, settings.adapters_dir, training,
+            task_id,
+            candidate.name,
+            checkpoint,
+            examples,
+            rule,
+            settings.adapters_dir,
+            training,
             on_log=lambda step, steps, loss: context.log.info(f"{task_id}: step {step}/{steps} loss {loss:.4f}"),
         )
         return Output(

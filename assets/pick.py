@@ -1,7 +1,16 @@
 """Step 4, pick: a task's calls → `picks`, every candidate's fit and scores, and the one chosen."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MetadataValue, Output, PartitionsDefinition, ResourceParam, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    MetadataValue,
+    Output,
+    PartitionsDefinition,
+    ResourceParam,
+    asset,
+)
 
 from finetune.candidates import load_candidates
 from finetune.models import encode
@@ -15,12 +24,16 @@ def pick_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
     """Step 4, one run per task partition."""
 
     @asset(partitions_def=tasks, deps=[AssetKey("task_clusters")], group_name="pick")
-    def picks(context: AssetExecutionContext, warehouse: ResourceParam[Warehouse], settings: ResourceParam[Settings]) -> Output[pd.DataFrame]:
+    def picks(
+        context: AssetExecutionContext, warehouse: ResourceParam[Warehouse], settings: ResourceParam[Settings]
+    ) -> Output[pd.DataFrame]:
         """Profile the task with each candidate SLM, score the ones that fit it zero- and few-shot, pick one."""
         task_id = context.partition_key
         calls, embeddings = calls_and_embeddings(warehouse, task_id, encode)
         config = settings.pick
-        candidates = [c for c in load_candidates(settings.candidates_file) if not config.candidates or c.name in config.candidates]
+        candidates = [
+            c for c in load_candidates(settings.candidates_file) if not config.candidates or c.name in config.candidates
+        ]
         picked = pick_candidate(task_id, calls, embeddings, candidates, settings.home, config, encode)
         context.log.info(f"{task_id}: {picked.chosen or 'no candidate'} ({picked.reason})")
         shown = picked.table.drop(columns=["task_id", "context_length", "serving_usd_per_1m_tokens"])

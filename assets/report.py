@@ -16,8 +16,9 @@ from pipeline.warehouse import Warehouse
     # report says "not evaluated" for it.
     automation_condition=AutomationCondition.eager().without(~AutomationCondition.any_deps_missing()),
 )
-def conversion_report(context: AssetExecutionContext, warehouse: ResourceParam[Warehouse],
-                      settings: ResourceParam[Settings]) -> Output[pd.DataFrame]:
+def conversion_report(
+    context: AssetExecutionContext, warehouse: ResourceParam[Warehouse], settings: ResourceParam[Settings]
+) -> Output[pd.DataFrame]:
     """Per task: size, chosen SLM, scores, decision, adapter; in total: the share of LLM calls and tokens that can
     move to SLMs and the spend before and after. Written to SLM_HOME/reports as Markdown and HTML."""
     tasks = warehouse.read("tasks").sort_values("task_id")
@@ -28,11 +29,16 @@ def conversion_report(context: AssetExecutionContext, warehouse: ResourceParam[W
     settings.report_file("scores.png").write_bytes(chart)
     pictures = {"scores per task": "scores.png", "calls by task": "task_map.png"}
     settings.report_file("conversion_report.md").write_text(markdown(rows, summary, pictures))
-    inline = {caption: data_url(settings.report_file(name).read_bytes())
-              for caption, name in pictures.items() if settings.report_file(name).exists()}
+    inline = {
+        caption: data_url(settings.report_file(name).read_bytes())
+        for caption, name in pictures.items()
+        if settings.report_file(name).exists()
+    }
     settings.report_file("conversion_report.html").write_text(html(markdown(rows, summary, inline)))
-    context.log.info(f"{summary['replaceable_tasks']}/{summary['tasks']} tasks replaceable: "
-                     f"{summary['share_of_calls']:.0%} of calls, {summary['share_of_tokens']:.0%} of tokens")
+    context.log.info(
+        f"{summary['replaceable_tasks']}/{summary['tasks']} tasks replaceable: "
+        f"{summary['share_of_calls']:.0%} of calls, {summary['share_of_tokens']:.0%} of tokens"
+    )
     return Output(
         rows,
         metadata={

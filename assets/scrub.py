@@ -46,7 +46,10 @@ def scrub_assets(days: PartitionsDefinition) -> AssetsDefinition:
         group_name="scrub",
     )
     def scrub(
-        context: AssetExecutionContext, raw_calls: pd.DataFrame, raw_quarantine: pd.DataFrame, settings: ResourceParam[Settings]
+        context: AssetExecutionContext,
+        raw_calls: pd.DataFrame,
+        raw_quarantine: pd.DataFrame,
+        settings: ResourceParam[Settings],
     ):
         """Scrub every text of every call with Presidio; a call that cannot be scrubbed is quarantined, never passed on."""
         config = settings.scrub
@@ -67,7 +70,9 @@ def scrub_assets(days: PartitionsDefinition) -> AssetsDefinition:
             raise Failure(f"counts do not reconcile: {stats}")
         raw_quarantine = raw_quarantine.assign(excerpt=[e or "" for e in excerpts])  # unscrubbable: no excerpt at all
         quarantine = pd.concat([raw_quarantine, scrubbed.quarantine], ignore_index=True).astype(SCHEMAS["quarantine"])
-        context.log.info(f"{stats.calls} calls → {stats.clean} clean + {stats.quarantined} quarantined in {stats.seconds:.1f} s")
+        context.log.info(
+            f"{stats.calls} calls → {stats.clean} clean + {stats.quarantined} quarantined in {stats.seconds:.1f} s"
+        )
         yield Output(
             scrubbed.clean_calls,
             "clean_calls",
@@ -100,7 +105,9 @@ def scrub_assets(days: PartitionsDefinition) -> AssetsDefinition:
             metadata={
                 "quarantined": len(quarantine),
                 "by_step": counts_table(quarantine["step"].value_counts().to_dict(), "step"),
-                "reasons": counts_table({f"{step}: {reason[:80]}": int(n) for (step, reason), n in reasons.items()}, "reason"),
+                "reasons": counts_table(
+                    {f"{step}: {reason[:80]}": int(n) for (step, reason), n in reasons.items()}, "reason"
+                ),
             },
         )
 

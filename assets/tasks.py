@@ -3,7 +3,17 @@
 import base64
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, AssetOut, AssetsDefinition, DynamicPartitionsDefinition, MetadataValue, Output, ResourceParam, multi_asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetOut,
+    AssetsDefinition,
+    DynamicPartitionsDefinition,
+    MetadataValue,
+    Output,
+    ResourceParam,
+    multi_asset,
+)
 
 from finetune.models import encode
 from pipeline.settings import Settings
@@ -17,31 +27,45 @@ def tasks_assets(tasks: DynamicPartitionsDefinition) -> AssetsDefinition:
     @multi_asset(
         ins={"clean_calls": AssetIn()},
         outs={
-            "task_clusters": AssetOut(description="Each clean call's task (`unassigned`: no recurring task, stays with the LLM)."),
-            "tasks": AssetOut(description="One row per recurring task: keywords, central example, reply types, tools, shares."),
+            "task_clusters": AssetOut(
+                description="Each clean call's task (`unassigned`: no recurring task, stays with the LLM)."
+            ),
+            "tasks": AssetOut(
+                description="One row per recurring task: keywords, central example, reply types, tools, shares."
+            ),
         },
         group_name="tasks",
     )
-    def find_recurring_tasks(context: AssetExecutionContext, clean_calls: pd.DataFrame, warehouse: ResourceParam[Warehouse],
-                             settings: ResourceParam[Settings]):
+    def find_recurring_tasks(
+        context: AssetExecutionContext,
+        clean_calls: pd.DataFrame,
+        warehouse: ResourceParam[Warehouse],
+        settings: ResourceParam[Settings],
+    ):
         """Embed each call's task signature, cluster the calls into tasks, keep the ids of last cycle's tasks."""
         signatures = [task_signature(call) for call in clean_calls.to_dict("records")]
         embeddings = signature_embeddings(signatures, lambda texts: embed(texts, encode, warehouse))
-        found = find_tasks(clean_calls, signatures, embeddings, warehouse.read("tasks"), settings.clustering, settings.prices)
+        found = find_tasks(
+            clean_calls, signatures, embeddings, warehouse.read("tasks"), settings.clustering, settings.prices
+        )
         new_ids = [t for t in found.tasks["task_id"] if not context.instance.has_dynamic_partition(tasks.name, t)]
         context.instance.add_dynamic_partitions(tasks.name, new_ids)
 
         picture = task_map(embeddings, found.task_clusters["task_id"].tolist())
         settings.report_file("task_map.png").write_bytes(picture)
         unassigned = int((found.task_clusters["task_id"] == NOISE).sum())
-        context.log.info(f"{len(found.tasks)} tasks ({len(new_ids)} new) over {len(clean_calls)} calls; {unassigned} unassigned")
+        context.log.info(
+            f"{len(found.tasks)} tasks ({len(new_ids)} new) over {len(clean_calls)} calls; {unassigned} unassigned"
+        )
         yield Output(
             found.task_clusters,
             "task_clusters",
             metadata={
                 "calls": len(clean_calls),
                 "unassigned": unassigned,
-                "task_map": MetadataValue.md(f"![calls by task](data:image/png;base64,{base64.b64encode(picture).decode()})"),
+                "task_map": MetadataValue.md(
+                    f"![calls by task](data:image/png;base64,{base64.b64encode(picture).decode()})"
+                ),
             },
         )
         table = found.tasks[["task_id", "title", "calls", "share_of_calls", "share_of_spend", "reply_types"]]

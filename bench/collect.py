@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from demo.logs import write_demo_logs
-from pipeline.resources import LogSource
+from pipeline.collect import LogFolder
+from pipeline.settings import Settings
 
 
 def main() -> None:
@@ -25,7 +26,7 @@ def main() -> None:
         write_demo_logs(logs, calls=args.calls)
         first, again = [], []
         for repeat in range(args.repeats):
-            source = LogSource(home=f"{tmp}/home-{repeat}", logs_dir=str(logs))
+            source = LogFolder.of(Settings(home=Path(f"{tmp}/home-{repeat}"), logs_dir=logs))
             started = time.perf_counter()
             stats = source.collect().stats
             first.append(time.perf_counter() - started)

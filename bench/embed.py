@@ -7,26 +7,24 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 
-import duckdb
-
-from finetune.models import embedding_model
+from finetune.models import encode
 from pipeline.settings import Settings
 from pipeline.tasks import embed, signature_embeddings, task_signature
+from pipeline.warehouse import DuckDBWarehouse
 
 
 def main() -> None:
     warehouse = Settings.from_env().warehouse
     if not os.path.exists(warehouse):
         sys.exit(f"no warehouse at {warehouse}: run `make demo` first")
-    with duckdb.connect(warehouse, read_only=True) as source:
-        calls = source.execute("select * from clean_calls").df()
+    calls = DuckDBWarehouse(warehouse).read("clean_calls")
     signatures = [task_signature(call) for call in calls.to_dict("records")]
-    model = embedding_model()
-    encode = lambda texts: model.encode(texts, batch_size=64, normalize_embeddings=True)  # noqa: E731
     texts = 2 * len(signatures)  # each signature is embedded as two halves, structure and message
-    with duckdb.connect() as cache:  # an empty cache of its own: the first run embeds everything new
+    with tempfile.TemporaryDirectory() as folder:  # an empty cache of its own: the first run embeds everything new
+        cache = DuckDBWarehouse(f"{folder}/cache.duckdb")
         for run in ("cold", "cached"):
             started = time.perf_counter()
             signature_embeddings(signatures, lambda batch: embed(batch, encode, cache))

@@ -53,9 +53,10 @@ from trl import SFTConfig, SFTTrainer  # noqa: E402
 from finetune.candidates import load_candidates  # noqa: E402
 from finetune.models import base_checkpoint, bf16_native, load_base  # noqa: E402
 from finetune.prompts import training_example  # noqa: E402
-from finetune.train import TrainConfig, train_adapter  # noqa: E402
+from finetune.train import lora_config, train_adapter  # noqa: E402
 from demo.logs import write_demo_logs  # noqa: E402
-from pipeline.resources import LogSource  # noqa: E402
+from pipeline.collect import LogFolder  # noqa: E402
+from pipeline.settings import Settings, TrainConfig  # noqa: E402
 
 BATCH_SIZE = 4
 BASELINE = "plain Trainer"
@@ -65,7 +66,7 @@ def task_examples(checkpoint: Path, task: str, count: int) -> list[dict[str, str
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     with tempfile.TemporaryDirectory() as tmp:
         write_demo_logs(Path(tmp) / "logs", calls=8 * count)  # about one call in six is of any one short task
-        calls = LogSource(home=f"{tmp}/home", logs_dir=f"{tmp}/logs").collect().calls.to_dict("records")
+        calls = LogFolder.of(Settings(home=Path(f"{tmp}/home"), logs_dir=Path(f"{tmp}/logs"))).collect().calls.to_dict("records")
     examples = [training_example(tokenizer, call) for call in calls if call["workload"] == task][:count]
     if len(examples) < count:
         raise SystemExit(f"the demo logs hold only {len(examples)} {task} calls")
@@ -140,7 +141,7 @@ def _trl_defaults(checkpoint: Path, examples: list[dict], steps: int, output_dir
         model=model,
         processing_class=tokenizer,
         train_dataset=Dataset.from_list(examples),
-        peft_config=TrainConfig().lora(),
+        peft_config=lora_config(TrainConfig()),
         # as ours: trl's bf16=True refuses a CPU without bf16, and transformers one with it unless told to use the CPU
         args=SFTConfig(**_common_args(output_dir, steps), bf16=bf16_native(), use_cpu=not torch.cuda.is_available()),
         callbacks=[_StepTimes(stamps)],

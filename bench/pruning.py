@@ -29,7 +29,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -51,8 +50,9 @@ from pipeline.context import ContextPolicy, InputRule  # noqa: E402
 from demo.logs import write_demo_logs  # noqa: E402
 from demo.long_logs import write_long_logs  # noqa: E402
 from pipeline.pruning import learn_pruning  # noqa: E402
-from pipeline.resources import LogSource  # noqa: E402
-from pipeline.selection import split_by_time  # noqa: E402
+from pipeline.collect import LogFolder  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+from pipeline.pick import split_by_time  # noqa: E402
 from pipeline.tasks import reply_type  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -109,7 +109,7 @@ def long_logs(name: str, tasks: dict[str, pd.DataFrame], checkpoint: Path, conte
 
 def held_out_scores(checkpoint: Path, task: str, tmp: Path) -> list[dict]:
     write_demo_logs(tmp / "demo", calls=2000)
-    calls = LogSource(home=str(tmp / "home"), logs_dir=str(tmp / "demo")).collect().calls
+    calls = LogFolder.of(Settings(home=tmp / "home", logs_dir=tmp / "demo")).collect().calls
     calls = calls[[reply_type(c) == task for c in calls.to_dict("records")]]
     train, held_out = split_by_time(calls, 0.2)
     records = train.to_dict("records")

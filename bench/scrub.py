@@ -35,16 +35,18 @@ from presidio_anonymizer import AnonymizerEngine  # noqa: E402
 
 from pipeline.warehouse import frame  # noqa: E402
 from pipeline.recognizers import SPACY_MODEL  # noqa: E402
-from pipeline.resources import LogSource  # noqa: E402
+from demo.logs import write_demo_logs  # noqa: E402
+from pipeline.collect import LogFolder  # noqa: E402
 from pipeline.scrub import open_analyzer, scrub_calls  # noqa: E402
-from pipeline.settings import ScrubConfig  # noqa: E402
+from pipeline.settings import ScrubConfig, Settings  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("SLM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def demo_calls(count: int) -> pd.DataFrame:
     with tempfile.TemporaryDirectory() as home:
-        calls = LogSource(home=home).collect().calls
+        write_demo_logs(Path(home) / "logs")
+        calls = LogFolder.of(Settings(home=Path(home))).collect().calls
     return calls.sample(n=min(count, len(calls)), random_state=0).reset_index(drop=True)
 
 

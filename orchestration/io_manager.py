@@ -14,10 +14,14 @@ class WarehouseIOManager(IOManager):
     def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
         self.warehouse.write(context.asset_key.path[-1], obj, _partition(context))
         count = "dagster/partition_row_count" if context.has_asset_partitions else "dagster/row_count"
-        context.add_output_metadata({
-            count: len(obj),
-            "dagster/column_schema": TableSchema(columns=[TableColumn(name, str(dtype)) for name, dtype in obj.dtypes.items()]),
-        })
+        context.add_output_metadata(
+            {
+                count: len(obj),
+                "dagster/column_schema": TableSchema(
+                    columns=[TableColumn(name, str(dtype)) for name, dtype in obj.dtypes.items()]
+                ),
+            }
+        )
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         return self.warehouse.read(context.asset_key.path[-1], _partition(context))

@@ -41,11 +41,20 @@ def main() -> None:
     _print_results(settings, timings, failed)
 
 
-def _run(defs: Definitions, job: str, tags: dict, instance: DagsterInstance, timings: dict[str, float], *,
-         partition_key: str | None = None, required: bool = False) -> bool:
+def _run(
+    defs: Definitions,
+    job: str,
+    tags: dict,
+    instance: DagsterInstance,
+    timings: dict[str, float],
+    *,
+    partition_key: str | None = None,
+    required: bool = False,
+) -> bool:
     started = time.perf_counter()
-    result = defs.resolve_job_def(job).execute_in_process(instance=instance, tags=tags, partition_key=partition_key,
-                                                          raise_on_error=False)
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, tags=tags, partition_key=partition_key, raise_on_error=False
+    )
     timings[f"{job} {partition_key or ''}".strip()] = time.perf_counter() - started
     if not result.success and required:
         raise SystemExit(f"the {job} run failed: see the log above, or the run in the Dagster UI")
@@ -65,8 +74,10 @@ def _print_results(settings: Settings, timings: dict[str, float], failed: list[s
     if failed:
         print(f"  FAILED tasks (their runs are in the Dagster UI): {', '.join(failed)}")
     moved = report_rows[report_rows["replaceable"].astype(bool)]
-    print(f"\n{len(moved)} of {len(report_rows)} tasks can move to a small model: {moved['share_of_calls'].sum():.0%} of the "
-          f"LLM calls, {moved['share_of_tokens'].sum():.0%} of the tokens.")
+    print(
+        f"\n{len(moved)} of {len(report_rows)} tasks can move to a small model: {moved['share_of_calls'].sum():.0%} of the "
+        f"LLM calls, {moved['share_of_tokens'].sum():.0%} of the tokens."
+    )
     print("  Dagster UI: make dev, then open http://localhost:3000")
 
 

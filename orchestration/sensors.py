@@ -54,9 +54,15 @@ def new_log_files(context: SensorEvaluationContext, logs: ResourceParam[LogFolde
     return SensorResult(run_requests=[RunRequest(run_key=run_key, tags=day_range(days))], cursor=cursor)
 
 
-@asset_sensor(asset_key=AssetKey("tasks"), jobs=[convert_tasks, evaluate_tasks], default_status=DefaultSensorStatus.RUNNING)
-def retrain_changed_tasks(context: SensorEvaluationContext, asset_event: EventLogEntry, warehouse: ResourceParam[Warehouse],
-                          settings: ResourceParam[Settings]):
+@asset_sensor(
+    asset_key=AssetKey("tasks"), jobs=[convert_tasks, evaluate_tasks], default_status=DefaultSensorStatus.RUNNING
+)
+def retrain_changed_tasks(
+    context: SensorEvaluationContext,
+    asset_event: EventLogEntry,
+    warehouse: ResourceParam[Warehouse],
+    settings: ResourceParam[Settings],
+):
     """After the tasks are found again: one run per task, retraining only those that need it."""
     task_ids = sorted(warehouse.read("tasks")["task_id"])
     train_calls = {t: len(split_by_time(warehouse.task_calls(t), settings.pick.held_out_share)[0]) for t in task_ids}

@@ -1,7 +1,6 @@
 """Step 6's rules and report: when a task is replaceable, that a promotion is never a regression, which tasks a
 cycle retrains, and what the report adds up to."""
 
-import json
 
 import pandas as pd
 

@@ -280,3 +280,13 @@ def test_long_mode_writes_agent_conversations_whose_calls_repeat_a_long_policy_a
     logged = sum(len(c["messages"]) + len(c["tools"]) for c in calls)
     pruned = sum(len(p["messages"]) + len(p["tools"]) for p in map(rule.prepare, calls))
     assert logged / pruned > 5
+
+
+def test_the_demo_scrub_file_allows_the_shops_ids_and_every_product_it_sells() -> None:
+    import yaml
+
+    from demo.logs import _PRODUCTS
+
+    allowed = yaml.safe_load((Path(__file__).resolve().parents[1] / "demo" / "scrub.yaml").read_text())["allow"]
+    for value in ["AC-123456", "AO-12345", *_PRODUCTS]:
+        assert any(re.fullmatch(pattern, value) for pattern in allowed), value
