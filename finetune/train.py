@@ -2,7 +2,7 @@
 
 CPU defaults: gradient checkpointing off (trl turns it on; it made a step 1.5× slower here), bf16 only where the
 CPU has bf16 instructions (elsewhere it is emulated and slower), the LM head run only where the loss is (see
-`_completion_only_lm_head`), steps scaled to the data and capped. Training ends earlier once the task is learnt
+`ReplyOnlyTrainer`), steps scaled to the data and capped. Training ends earlier once the task is learnt
 (a low loss and every reply token right), or once it has read `max_tokens`: a task of short calls learns what it can
 from many steps, a task of long replies is bounded in time. With CUDA present the trainer uses the GPU, in bf16
 when the card supports it.
@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from unittest.mock import patch
 
 import numpy as np
 import torch
 from datasets import Dataset
 from peft import LoraConfig, get_peft_model
 from peft.optimizers import create_loraplus_optimizer
-from transformers import TrainerCallback, get_scheduler
+from transformers import TrainerCallback, get_scheduler, set_seed
 from trl import SFTConfig, SFTTrainer
-from trl.trainer import utils as trl_utils
 
 from finetune.models import bf16_native, load_base
 from pipeline.settings import TrainConfig
@@ -79,19 +77,22 @@ def train_adapter(
     output_dir: Path,
     config: TrainConfig = TrainConfig(),
     on_log: Callable[[int, int, float], None] | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainResult:
-    """Train on `examples` ({prompt, completion}) and save the adapter (safetensors) to `output_dir`."""
+    """Train on `examples` ({prompt, completion}) and save the adapter (safetensors) to `output_dir`; `callbacks` join
+    the trainer's."""
     base, tokenizer = load_base(checkpoint)
     tokenizer.padding_side = "right"
     steps = config.steps(len(examples))
     warmup = min(5, steps // 10)
     lengths = [len(ids) for ids in tokenizer([e["prompt"] + e["completion"] for e in examples]).input_ids]
     padding_free = padding_share(lengths, config.batch_size) > config.padding_free_share
+    set_seed(config.seed)  # the LoRA matrices are initialised here, before the trainer seeds anything
     model = get_peft_model(base, lora_config(config))
     # LoRA+: the B matrices learn `loraplus_ratio` times faster than the A matrices (peft's optimizer for it)
     optimizer = create_loraplus_optimizer(model, torch.optim.AdamW, lr=config.learning_rate,
                                           loraplus_lr_ratio=max(config.loraplus_ratio, 1.0), weight_decay=0.0)
-    trainer = SFTTrainer(
+    trainer = ReplyOnlyTrainer(
         model=model,
         processing_class=tokenizer,
         train_dataset=Dataset.from_list(examples),
@@ -113,12 +114,11 @@ def train_adapter(
             data_seed=config.seed,
             dataloader_num_workers=0,
         ),
-        callbacks=[stopping := _Stopping(steps, config, on_log)],
+        callbacks=[stopping := _Stopping(steps, config, on_log), *callbacks],
     )
     _reset_peak_memory()
     started = time.perf_counter()
-    with _completion_only_lm_head():
-        trainer.train()
+    trainer.train()
     seconds = time.perf_counter() - started
     trainer.model.save_pretrained(output_dir)
     history = [entry for entry in trainer.state.log_history if "loss" in entry]
@@ -134,12 +134,52 @@ def train_adapter(
     )
 
 
-def _completion_only_lm_head():
-    """trl projects only the positions that carry a label through the LM head, but on CUDA and XPU only: elsewhere
-    it projects every position, to keep tile shapes fixed for compiling backends. Eager CPU compiles nothing, and
-    there the prompt positions (most of an example) made the vocabulary projection most of a step: a ticket routing
-    step took 2.7 s instead of 1.2 s. The loss is the same either way (a test checks)."""
-    return patch.object(trl_utils, "_use_triton", lambda device: True)
+class ReplyOnlyTrainer(SFTTrainer):
+    """trl's SFTTrainer with a loss that projects only the positions that carry a label through the LM head.
+
+    trl's own loss does that on CUDA and XPU only: elsewhere it projects every position, to keep tile shapes fixed for
+    compiling backends. Eager CPU compiles nothing, and there the prompt positions (most of an example) made the
+    vocabulary projection most of a step: a ticket routing step took 2.7 s instead of 1.2 s. The loss is trl's (a test
+    checks), and so are the `mean_token_accuracy` and `num_tokens` that the stopping rule reads from the logs; in bf16
+    they differ from trl's by its LM head's rounding, since this one projects in fp32.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._accuracies: list[float] = []  # of the training batches since the last log
+        self._tokens_read = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs:  # the caller wants the logits of every position: only trl's loss builds them
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        causal_lm = model.get_base_model()
+        # accelerate applies mixed precision around the model's own forward only, which this loss goes around.
+        # Padded batches carry an attention mask; padding-free ones position ids and sequence bounds instead, which
+        # transformers turns into a mask that keeps the packed examples apart only where there is no cache.
+        with self.accelerator.autocast():
+            decoded = causal_lm.get_decoder()(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
+        labels = inputs["labels"][:, 1:]
+        reply = labels != -100  # in a padding-free batch, each sequence's first label is -100 too
+        hidden, targets = decoded.last_hidden_state[:, :-1][reply], labels[reply]
+        # fp32 logits (the weights are fp32): the softmax over the vocabulary is where bf16 rounds most, and only the
+        # reply rows pay for it
+        with torch.autocast(hidden.device.type, enabled=False):
+            logits = causal_lm.get_output_embeddings()(hidden.float())
+        # as trl normalises: by the labelled positions of all the batches a step accumulates, where Trainer counts them
+        count = targets.numel() if num_items_in_batch is None else num_items_in_batch
+        loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum") / torch.as_tensor(count).clamp(min=1)
+        if model.training:
+            self._accuracies.append((logits.argmax(-1) == targets).float().mean().item() if targets.numel() else 0.0)
+            mask = inputs.get("attention_mask")
+            self._tokens_read += int(mask.sum()) if mask is not None else inputs["position_ids"].size(1)
+        return loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self._accuracies:  # a training log: as trl logs them, the mean over its batches and the running total
+            logs["mean_token_accuracy"] = sum(self._accuracies) / len(self._accuracies)
+            logs["num_tokens"] = self._tokens_read
+            self._accuracies.clear()
+        super().log(logs, start_time)
 
 
 def _reset_peak_memory() -> None:

@@ -1,7 +1,6 @@
 """Steps 4–5 around the models: candidates, the prompt convention, the time split, the choice, training and the
 adapter registry, on a tiny model built from a config so they run in seconds."""
 
-import contextlib
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -10,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from peft import PeftModel
+from transformers import TrainerCallback
+from trl import SFTTrainer
 
 from finetune.adapters import input_rule, registry, train_task_adapter
 from finetune.candidates import Candidate, load_candidates
@@ -164,16 +165,35 @@ def test_packed_batches_train_as_padded_ones_do(tiny_checkpoint, tmp_path):
     assert packed.loss_curve == pytest.approx(padded.loss_curve, rel=0.02)  # no example attends to another
 
 
-def test_the_lm_head_sees_only_reply_positions_and_the_loss_is_unchanged(tiny_checkpoint, tmp_path, monkeypatch):
+class LMHeadRows(TrainerCallback):
+    """Counts the rows the LM head projects during training, beside the positions and reply positions of the data."""
+
+    def __init__(self):
+        self.rows = 0
+
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        labels = train_dataloader.dataset["labels"]
+        self.positions = sum(len(row) - 1 for row in labels)  # each but the last predicts the next token
+        self.replies = sum(label != -100 for row in labels for label in row[1:])
+        model.get_base_model().get_output_embeddings().register_forward_hook(self.count)
+
+    def count(self, module, args, output):
+        self.rows += output.shape[:-1].numel()
+
+
+@pytest.mark.parametrize("padding_free_share", [1.0, 0.0], ids=["padded", "packed"])
+def test_the_lm_head_sees_only_reply_positions_and_the_loss_is_trls(tiny_checkpoint, tmp_path, monkeypatch, padding_free_share):
     _, tokenizer = load_base(tiny_checkpoint)
     examples = adapter_examples(tokenizer, [call(i, queue=QUEUES[i % 3]) for i in range(8)], InputRule(), 2048).examples
-    config = TrainConfig(min_steps=2, max_steps=2)
+    config = TrainConfig(min_steps=2, max_steps=2, padding_free_share=padding_free_share)  # 2 batches: each example once
 
-    reply_only = train_adapter(tiny_checkpoint, examples, tmp_path / "reply_only", config)
-    monkeypatch.setattr(finetune.train, "_completion_only_lm_head", contextlib.nullcontext)  # trl's CPU path
-    every_position = train_adapter(tiny_checkpoint, examples, tmp_path / "every_position", config)
+    reply_only = train_adapter(tiny_checkpoint, examples, tmp_path / "reply_only", config, callbacks=[lm_head := LMHeadRows()])
+    monkeypatch.setattr(finetune.train, "ReplyOnlyTrainer", SFTTrainer)  # trl's own loss and token count
+    trls = train_adapter(tiny_checkpoint, examples, tmp_path / "trl", config)
 
-    assert reply_only.loss_curve == pytest.approx(every_position.loss_curve, rel=0.01)
+    assert lm_head.rows == lm_head.replies < lm_head.positions / 3
+    assert reply_only.loss_curve == pytest.approx(trls.loss_curve, rel=0.01)
+    assert reply_only.tokens == trls.tokens
 
 
 def test_an_adapter_stops_early_and_says_why(tiny_checkpoint, tmp_path):
@@ -181,14 +201,14 @@ def test_an_adapter_stops_early_and_says_why(tiny_checkpoint, tmp_path):
     calls = [call(i, queue=QUEUES[i % 3]) for i in range(12)]
     examples = adapter_examples(tokenizer, calls, InputRule(), 2048)
 
-    converged = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, InputRule(), tmp_path,
-                                   TrainConfig(min_steps=12, max_steps=12, stop_loss=1e6, stop_accuracy=0))
+    converging = TrainConfig(min_steps=12, max_steps=12, stop_loss=1e6, stop_accuracy=0)
+    converged = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, InputRule(), tmp_path, converging)
     budget = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, InputRule(), tmp_path,
                                 TrainConfig(min_steps=12, max_steps=12, max_tokens=1))
     limit = train_task_adapter("task-001", "tiny", tiny_checkpoint, examples, InputRule(), tmp_path,
                                TrainConfig(min_steps=2, max_steps=2))  # mid-epoch: 12 examples are 3 steps
 
-    assert converged["steps"] == len(converged["loss_curve"]) == TrainConfig().converged_steps and converged["stopped"].startswith("converged")
+    assert converged["steps"] == len(converged["loss_curve"]) == converging.converged_steps and converged["stopped"].startswith("converged")
     assert budget["steps"] == 1 and budget["stopped"].startswith("token budget")
     assert (limit["steps"], len(limit["loss_curve"]), limit["stopped"]) == (2, 2, "step limit: 2 steps")
     assert list(registry(tmp_path, "task-001")["stopped"]) == [converged["stopped"], budget["stopped"], limit["stopped"]]
