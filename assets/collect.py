@@ -6,6 +6,7 @@ from dagster import (
     AssetsDefinition,
     BackfillPolicy,
     Failure,
+    MetadataValue,
     Output,
     PartitionsDefinition,
     ResourceParam,
@@ -52,10 +53,13 @@ def collect_assets(days: PartitionsDefinition) -> AssetsDefinition:
                 "calls_kept": stats.calls_kept,
                 "duplicates": stats.duplicates,
                 "quarantined": stats.quarantined,
-                "reconciliation": f"{stats.records} records = {stats.calls_kept} kept + {stats.duplicates} duplicates"
+                "reconciliation": f"{stats.records_read} records read, {stats.records_unaccounted} unaccounted; "
+                f"{stats.records} on these days = {stats.calls_kept} kept + {stats.duplicates} duplicates"
                 f" + {stats.quarantined} quarantined",
                 "files": stats.files,
                 "files_parsed": stats.files_parsed,
+                "links_not_followed": MetadataValue.json(stats.links_outside),
+                "copies_read_once": MetadataValue.json(stats.copies),
                 "lines_read": stats.lines_read,
                 "non_model_spans_skipped": stats.skipped_spans,
                 "formats": counts_table(stats.formats, "format"),

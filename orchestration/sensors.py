@@ -41,7 +41,7 @@ def new_log_files(context: SensorEvaluationContext, logs: ResourceParam[LogFolde
     if not logs.folder.is_dir():
         return SkipReason(f"no log folder at {logs.folder}")
     seen = set(json.loads(context.cursor or "[]"))
-    files = logs.files()
+    files = logs.files().files
     new = [f for f in files if f.sha256 not in seen]
     if not new:
         return SkipReason(f"no new log files among {len(files)}")

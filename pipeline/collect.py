@@ -10,14 +10,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 import zlib
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline.formats import Quarantined, parse_record, parse_time, record_time
+from pipeline.formats import Quarantined, parse_record, parse_time, record_time, stated_time
 from pipeline.settings import Settings
 from pipeline.warehouse import CALLS, frame, typed_frame
 
@@ -38,9 +39,16 @@ class FileParse:
 
     lines: int = 0
     blank_lines: int = 0
+    records: int = 0  # non-blank lines: each must end as calls, quarantine rows, or only non-model spans
     skipped_spans: int = 0
+    span_only_lines: int = 0  # records that held non-model spans and nothing else
     calls: list[dict] = field(default_factory=list)
     quarantine: list[dict] = field(default_factory=list)
+
+    def unaccounted(self) -> int:
+        """Records that became nothing: neither a call nor a quarantine row nor only non-model spans."""
+        ended = {row["source_line"] for row in self.calls} | {row["source_line"] for row in self.quarantine}
+        return self.records - len(ended & set(range(1, self.lines + 1))) - self.span_only_lines
 
 
 @dataclass
@@ -49,16 +57,21 @@ class CollectStats:
     files_parsed: int = 0  # the rest came from the parse cache
     lines_read: int = 0
     blank_lines: int = 0
+    records_read: int = 0  # non-blank lines of every file
+    records_unaccounted: int = 0  # of those, ones that became nothing: must be 0
     skipped_spans: int = 0
-    records: int = 0
+    records: int = 0  # calls and quarantine rows on the days asked for
     calls_kept: int = 0
     duplicates: int = 0
     quarantined: int = 0
     formats: dict[str, int] = field(default_factory=dict)
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    links_outside: list[str] = field(default_factory=list)  # links in the logs folder to elsewhere: not followed
+    copies: list[str] = field(default_factory=list)  # files whose content another file already holds: read once
 
     def reconciles(self) -> bool:
-        return self.records == self.calls_kept + self.duplicates + self.quarantined
+        """Every line read ended somewhere, and every row of these days is a kept call, a duplicate or quarantined."""
+        return self.records_unaccounted == 0 and self.records == self.calls_kept + self.duplicates + self.quarantined
 
 
 @dataclass
@@ -78,7 +91,7 @@ class LogFolder:
     def of(cls, settings: Settings) -> LogFolder:
         return cls(settings.logs, settings.cache_dir / "collect", settings.max_line_bytes, settings.first_day)
 
-    def files(self) -> list[LogFile]:
+    def files(self) -> LogFiles:
         if not self.folder.is_dir():
             raise FileNotFoundError(f"no log folder at {self.folder}: set SLM_LOGS_DIR to the folder of your agent's logs")
         return find_log_files(self.folder, self.cache_dir)
@@ -86,10 +99,13 @@ class LogFolder:
     def collect(self, files: list[LogFile] | None = None, start: datetime | None = None,
                 end: datetime | None = None) -> Collection:
         """Calls and quarantined records from `files` (default: all) whose call time is in [start, end)."""
-        files = self.files() if files is None else files
-        reads = [read_log_file(f, self.cache_dir, self.max_line_bytes) for f in files]
-        collection = assemble(files, [parse for parse, _ in reads], start, end, self.first_day)
+        found = self.files() if files is None else LogFiles(files, [], [])
+        reads = [read_log_file(f, self.cache_dir, self.max_line_bytes) for f in found.files]
+        # the partitions run to today (UTC), whose calls still arrive
+        today = datetime.now(timezone.utc).date()
+        collection = assemble(found.files, [parse for parse, _ in reads], start, end, self.first_day, today)
         collection.stats.files_parsed = sum(parsed_now for _, parsed_now in reads)
+        collection.stats.links_outside, collection.stats.copies = found.links_outside, found.copies
         return collection
 
     def days(self, files: list[LogFile] | None = None) -> list[str]:
@@ -98,22 +114,45 @@ class LogFolder:
         return sorted({f"{t:%Y-%m-%d}" for t in [*collection.calls["called_at"], *collection.quarantine["called_at"]]})
 
 
-def find_log_files(folder: Path, cache_dir: Path) -> list[LogFile]:
-    """The log files under `folder`, each with its content hash (remembered while its size and mtime hold)."""
+# Log files and their rotated copies: agent.jsonl, agent.jsonl.gz, agent.jsonl.1, agent.jsonl.2.gz, agent.jsonl-20261102
+LOG_FILE = re.compile(r"\.jsonl(?:[.-][0-9]+)?(?:\.gz)?$")
+
+
+@dataclass
+class LogFiles:
+    files: list[LogFile]
+    links_outside: list[str]  # links that lead out of the logs folder: never followed
+    copies: list[str]  # files whose content an earlier file already holds (a rotated or copied log): read once
+
+
+def find_log_files(folder: Path, cache_dir: Path) -> LogFiles:
+    """The log files under `folder`, each with its content hash (remembered while its size and mtime hold). The
+    folder is a boundary: a link out of it is not followed. Two files with the same content are one."""
     memo_path = cache_dir / "file-hashes.json"
     memo = json.loads(memo_path.read_text()) if memo_path.exists() else {}
-    files = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz"))):
+    root = folder.resolve()
+    found = LogFiles([], [], [])
+    seen = set()
+    for path in sorted(p for p in folder.rglob("*") if LOG_FILE.search(p.name)):
+        if not path.resolve().is_relative_to(root):
+            found.links_outside.append(str(path.relative_to(folder)))
+            continue
+        if not path.is_file():
+            continue
         stat = path.stat()
         signature = [stat.st_size, stat.st_mtime_ns]
         known = memo.get(str(path))
         if known is None or known[:2] != signature:
             known = memo[str(path)] = [*signature, _sha256(path)]
+        if known[2] in seen:
+            found.copies.append(str(path.relative_to(folder)))
+            continue
+        seen.add(known[2])
         modified = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).replace(tzinfo=None)
-        files.append(LogFile(path, str(path.relative_to(folder)), known[2], modified))
+        found.files.append(LogFile(path, str(path.relative_to(folder)), known[2], modified))
     cache_dir.mkdir(parents=True, exist_ok=True)
     memo_path.write_text(json.dumps(memo))
-    return files
+    return found
 
 
 def read_log_file(file: LogFile, cache_dir: Path, max_line_bytes: int) -> tuple[FileParse, bool]:
@@ -134,7 +173,6 @@ def read_log_file(file: LogFile, cache_dir: Path, max_line_bytes: int) -> tuple[
 def parse_log_file(path: Path, max_line_bytes: int) -> FileParse:
     """Parse every line; a line that cannot become a call is quarantined with its reason, and reading goes on."""
     parse = FileParse()
-    last_time: datetime | None = None
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rb") as stream:
         try:
@@ -145,46 +183,89 @@ def parse_log_file(path: Path, max_line_bytes: int) -> FileParse:
                 if not raw.strip():
                     parse.blank_lines += 1
                     continue
-                last_time = _parse_line(raw, number, max_line_bytes, last_time, parse)
+                parse.records += 1
+                try:
+                    _parse_line(raw, number, max_line_bytes, parse)
+                except Exception as error:  # whatever one record does, it is quarantined and the file goes on
+                    parse.quarantine.append(_quarantine_row(number, f"unreadable record: {_error(error)}", raw, _head_time(raw)))
         except (OSError, EOFError, zlib.error) as error:
             parse.quarantine.append(
-                _quarantine_row(parse.lines + 1, f"unreadable file after line {parse.lines}: {error}", b"", last_time)
+                _quarantine_row(parse.lines + 1, f"unreadable file after line {parse.lines}: {error}", b"", None)
             )
     return parse
 
 
-def _parse_line(raw: bytes, number: int, max_line_bytes: int, last_time: datetime | None, parse: FileParse):
-    """Parse one line into `parse`; return the call time to attribute the next undated rejection to."""
+def _parse_line(raw: bytes, number: int, max_line_bytes: int, parse: FileParse) -> None:
+    """Parse one line into `parse`. A record without a time of its own gets None: its file's time, flagged. A line
+    that cannot be parsed is placed by the time its first bytes state, if they state one."""
     if len(raw) > max_line_bytes:
-        parse.quarantine.append(
-            _quarantine_row(number, f"line over size limit ({len(raw)} bytes > {max_line_bytes})", raw, last_time)
-        )
-        return last_time
+        reason = f"line over size limit ({len(raw)} bytes > {max_line_bytes})"
+        parse.quarantine.append(_quarantine_row(number, reason, raw, _head_time(raw)))
+        return
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        parse.quarantine.append(_quarantine_row(number, f"bad encoding: not UTF-8 at byte {error.start}", raw, last_time))
-        return last_time
+        parse.quarantine.append(_quarantine_row(number, f"bad encoding: not UTF-8 at byte {error.start}", raw, _head_time(raw)))
+        return
     try:
         record = json.loads(text)
     except json.JSONDecodeError as error:
-        parse.quarantine.append(_quarantine_row(number, f"malformed JSON: {error.msg} (at character {error.pos})", raw, last_time))
-        return last_time
-    when = record_time(record) or last_time
+        reason = f"malformed JSON: {error.msg} (at character {error.pos})"
+        parse.quarantine.append(_quarantine_row(number, reason, raw, _head_time(raw)))
+        return
+    if _ESCAPED_SURROGATE.search(raw):
+        record = _storable(record)
+    when = record_time(record)
+    if when is None and stated_time(record) is not None:
+        parse.quarantine.append(_quarantine_row(number, f"unreadable call time: {str(stated_time(record))[:40]}", raw, None))
+        return
     try:
         parsed = parse_record(record)
     except Quarantined as unusable:
         parse.quarantine.append(_quarantine_row(number, str(unusable), raw, when))
-        return when
+        return
     parse.skipped_spans += parsed.skipped_spans
     for reason in parsed.quarantined:
         parse.quarantine.append(_quarantine_row(number, reason, raw, when))
+    rows = []
     for call in parsed.calls:
         row = asdict(call)
         row["called_at"] = row["called_at"] or when
         row["source_line"] = number
-        parse.calls.append(row)
-    return max((c.called_at for c in parsed.calls if c.called_at), default=when)
+        rows.append(row)
+    parse.calls += rows
+    if not rows and not parsed.quarantined:
+        if parsed.skipped_spans:
+            parse.span_only_lines += 1
+        else:
+            parse.quarantine.append(_quarantine_row(number, "record holds no LLM call", raw, when))
+
+
+# JSON escapes of UTF-16 surrogates: a lone one decodes to a code point that no UTF-8 store accepts
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# where a record's time usually is, for a line that is never parsed (too long, or not JSON)
+_TIME_KEY = re.compile(rb'"(?:timestamp|created_at|requestedAt|startTimeUnixNano|start_time)"\s*:\s*"?([^",}\s]+)')
+
+
+def _storable(value):
+    """`value` with lone surrogates replaced by U+FFFD, so that it can be cached and stored."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    return value
+
+
+def _head_time(raw: bytes) -> datetime | None:
+    found = _TIME_KEY.search(raw[:4096])
+    return parse_time(found.group(1).decode("ascii", errors="replace")) if found else None
+
+
+def _error(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error)[:120]}"
 
 
 def _quarantine_row(line: int, reason: str, raw: bytes, when: datetime | None) -> dict:
@@ -198,29 +279,48 @@ def assemble(
     start: datetime | None = None,
     end: datetime | None = None,
     first_day: date | None = None,
+    last_day: date | None = None,
 ) -> Collection:
     """The calls and quarantine rows whose call time falls in [start, end), deduplicated per day.
 
-    A record that states no time is placed at its file's modification time. Calls before `first_day` (where
-    partitions begin) are quarantined on the first day, so no record goes uncounted.
+    A record that states no time is placed at its file's modification time, flagged `time_from_file`. Calls
+    outside the partitions, before `first_day` or after `last_day`, are quarantined on the first day, so that no
+    record goes uncounted.
     """
     stats = CollectStats(files=len(files))
     calls, quarantine = [], []
     floor = datetime.combine(first_day, datetime.min.time()) if first_day else None
+    ceiling = datetime.combine(last_day + timedelta(days=1), datetime.min.time()) if last_day else None
+
+    def outside(when: datetime) -> str:
+        if floor and when < floor:
+            return f"call time {when:%Y-%m-%d} before the first partition day {first_day}"
+        if ceiling and when >= ceiling:
+            return f"call time {when:%Y-%m-%d} after the last partition day {last_day}"
+        return ""
+
     for file, parse in zip(files, parses):
         stats.lines_read += parse.lines
         stats.blank_lines += parse.blank_lines
+        stats.records_read += parse.records
+        stats.records_unaccounted += parse.unaccounted()
         stats.skipped_spans += parse.skipped_spans
         for row in parse.quarantine:
             when = _as_time(row["called_at"]) or file.modified_at
-            quarantine.append({**row, "called_at": max(when, floor) if floor else when, "source_file": file.name})
+            quarantine.append({**row, "called_at": floor if floor and outside(when) else when, "source_file": file.name})
         for row in parse.calls:
             when = _as_time(row["called_at"])
-            if floor and (when or file.modified_at) < floor:
-                reason = f"call time {(when or file.modified_at):%Y-%m-%d} before the first partition day {first_day}"
-                quarantine.append(_quarantine_row(row["source_line"], reason, b"", floor) | {"source_file": file.name})
-                continue
-            calls.append(_call_row(row, file, when))
+            placed = when or file.modified_at
+            reason = outside(placed)
+            if reason:
+                placed = floor
+            else:
+                try:
+                    calls.append(_call_row(row, file, when))
+                    continue
+                except Exception as error:  # one call that cannot be stored never takes the others down
+                    reason = f"unstorable call: {_error(error)}"
+            quarantine.append(_quarantine_row(row["source_line"], reason, b"", placed) | {"source_file": file.name})
     in_window = lambda when: (start is None or when >= start) and (end is None or when < end)  # noqa: E731
     calls = [c for c in calls if in_window(c["called_at"])]
     quarantine = [q for q in quarantine if in_window(q["called_at"])]
@@ -243,10 +343,12 @@ def assemble(
 
 def _call_row(row: dict, file: LogFile, when: datetime | None) -> dict:
     called_at = when or file.modified_at
-    content = [row["messages"], row["tools"], row["response_text"], row["response_tool_calls"], row["model"]]
+    # the same call in two sessions is two calls: each conversation needs its own
+    content = [row["messages"], row["tools"], row["response_text"], row["response_tool_calls"], row["model"], row["session_id"]]
     return {
-        **{key: row[key] for key in ("format", "session_id", "workload", "model", "response_text", "finish_reason")},
-        **{key: row[key] for key in ("prompt_tokens", "completion_tokens", "latency_ms", "cost_usd", "turn")},
+        **{key: _text(row[key]) for key in ("format", "session_id", "workload", "model", "response_text", "finish_reason")},
+        **{key: _integer(row[key]) for key in ("prompt_tokens", "completion_tokens", "turn")},
+        **{key: None if row[key] is None else float(row[key]) for key in ("latency_ms", "cost_usd")},
         "called_at": called_at,
         "day": f"{called_at:%Y-%m-%d}",
         "time_from_file": when is None,
@@ -259,6 +361,19 @@ def _call_row(row: dict, file: LogFile, when: datetime | None) -> dict:
         "call_id": None,
         "occurrences": 1,
     }
+
+
+def _text(value) -> str | None:
+    return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _integer(value) -> int | None:
+    """A count as logged, refusing what is not a whole number (a string, a fraction, a bool)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not float(value).is_integer() or abs(value) >= 2**63:
+        raise ValueError(f"not a count: {str(value)[:40]}")
+    return int(value)
 
 
 def _reason_counts(quarantine: list[dict]) -> dict[str, int]:

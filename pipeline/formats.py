@@ -73,14 +73,20 @@ def parse_record(record: Any) -> Parsed:
 
 def record_time(record: Any) -> datetime | None:
     """The call time a record states, if any: also used to place a quarantined record on its day."""
+    stated = stated_time(record)
+    return None if stated is None else parse_time(stated)
+
+
+def stated_time(record: Any) -> Any:
+    """The value a record gives as its call time, as written; None where it gives none."""
     if not isinstance(record, dict):
         return None
     for key in ("timestamp", "created_at", "requestedAt", "startTimeUnixNano", "start_time"):
         if record.get(key) is not None:
-            return parse_time(record[key])
+            return record[key]
     metadata = record.get("metadata")
     if isinstance(metadata, dict) and metadata.get("timestamp") is not None:
-        return parse_time(metadata["timestamp"])
+        return metadata["timestamp"]
     return None
 
 
@@ -97,7 +103,10 @@ def parse_time(value: Any) -> datetime | None:
         return None
     for scale in (1, 1e3, 1e6, 1e9):  # seconds before year 5138, then ms, µs, ns
         if abs(number) / scale < 1e11:
-            return datetime.fromtimestamp(number / scale, tz=timezone.utc).replace(tzinfo=None)
+            try:
+                return datetime.fromtimestamp(number / scale, tz=timezone.utc).replace(tzinfo=None)
+            except (OverflowError, OSError, ValueError):  # before year 1: no time at all
+                return None
     return None
 
 
@@ -121,6 +130,7 @@ def _parse_flywheel(record: dict) -> Call:
 
 def _parse_openpipe(record: dict) -> Call:
     status = record.get("statusCode")
+    status = int(status) if isinstance(status, str) and status.strip().isdigit() else status  # "503" as logged
     if record.get("errorMessage") or (isinstance(status, int) and status >= 400):
         raise Quarantined(f"LLM call failed: status {status} {str(record.get('errorMessage') or '')[:100]}")
     if record.get("respPayload") is None:

@@ -28,7 +28,7 @@ def write_lines(path: Path, lines: list) -> Path:
 
 
 def collect_all(folder: Path, cache: Path, **window):
-    files = find_log_files(folder, cache)
+    files = find_log_files(folder, cache).files
     return assemble(files, [read_log_file(f, cache, LIMIT)[0] for f in files], **window)
 
 
@@ -67,12 +67,13 @@ def test_bad_lines_are_quarantined_with_reason_and_the_rest_collected(tmp_path):
     assert list(collection.calls["response_text"]) == ["order_status", "refund_request"]
 
 
-def test_undated_bad_line_is_placed_on_the_day_of_the_record_before_it(tmp_path):
+def test_a_bad_line_is_placed_on_its_own_time_where_it_states_one_else_on_its_files(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
-    write_lines(logs / "a.jsonl", [record("hi", "x", timestamp=1762300000), b"not json"])
-    [when] = collect_all(logs, tmp_path / "cache").quarantine["called_at"]
-    assert when == datetime(2025, 11, 4, 23, 46, 40)
+    path = write_lines(logs / "a.jsonl", [record("hi", "x", timestamp=1762300000), b"not json", b'{"timestamp": 1762386400, oops'])
+    os.utime(path, (1762000000, 1762000000))
+    collection = collect_all(logs, tmp_path / "cache")
+    assert list(collection.quarantine["called_at"]) == [datetime(2025, 11, 1, 12, 26, 40), datetime(2025, 11, 5, 23, 46, 40)]
 
 
 def test_exact_duplicates_collapse_with_their_count_within_a_day(tmp_path):
@@ -109,7 +110,7 @@ def test_a_file_already_read_is_not_parsed_again_and_new_files_are(tmp_path, mon
     logs, cache = tmp_path / "logs", tmp_path / "cache"
     logs.mkdir()
     write_lines(logs / "day1.jsonl", [record("first", "x")])
-    [first] = find_log_files(logs, cache)
+    [first] = find_log_files(logs, cache).files
     assert read_log_file(first, cache, LIMIT)[1] is True
 
     parsed = []
@@ -120,8 +121,9 @@ def test_a_file_already_read_is_not_parsed_again_and_new_files_are(tmp_path, mon
 
     collection = collect_all(logs, cache)
 
-    assert parsed == ["day2.jsonl"]  # the copy has day1's content hash: its cached parse is used
-    assert len(collection.calls) == 2 and collection.stats.duplicates == 1
+    assert parsed == ["day2.jsonl"]  # the copy has day1's content hash: read once, from the cache
+    assert len(collection.calls) == 2 and collection.stats.duplicates == 0
+    assert find_log_files(logs, cache).copies == ["day1.jsonl"]
 
 
 def test_changed_file_is_read_again(tmp_path):
@@ -137,7 +139,8 @@ def test_changed_file_is_read_again(tmp_path):
 def test_window_keeps_only_its_days_and_counts_reconcile_per_window(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
-    write_lines(logs / "a.jsonl", [record("a", "x", 1762300000), record("b", "y", 1762300000 + 86400), b"{oops"])
+    write_lines(logs / "a.jsonl", [record("a", "x", 1762300000), record("b", "y", 1762300000 + 86400),
+                                   b'{"timestamp": 1762386400, oops'])
 
     collection = collect_all(logs, tmp_path / "cache", start=datetime(2025, 11, 5), end=datetime(2025, 11, 6))
 
@@ -174,4 +177,4 @@ def test_only_jsonl_and_jsonl_gz_files_are_logs(tmp_path, name):
     (tmp_path / name).write_text("{}\n")
     (tmp_path / "sub").mkdir()
     write_lines(tmp_path / "sub" / "calls.jsonl", [record("hi", "x")])
-    assert [f.name for f in find_log_files(tmp_path, tmp_path / ".cache")] == ["sub/calls.jsonl"]
+    assert [f.name for f in find_log_files(tmp_path, tmp_path / ".cache").files] == ["sub/calls.jsonl"]
