@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from assets.metadata import counts_table
-from pipeline.scrub import open_analyzer, scrub_calls, scrub_texts
+from pipeline.scrub import open_analyzer, scrub_calls, scrub_texts, session_key
 from pipeline.settings import Settings
 from pipeline.warehouse import SCHEMAS
 
@@ -63,12 +63,18 @@ def scrub_assets(days: PartitionsDefinition) -> AssetsDefinition:
                 context.log.info(f"scrubbed {done}/{total} distinct texts")
 
         with open_analyzer(config, progress) as analyzer:
-            scrubbed = scrub_calls(raw_calls, analyzer, config)
+            scrubbed = scrub_calls(raw_calls, analyzer, config, session_key(settings.secrets_dir))
             excerpts = scrub_texts(raw_quarantine["excerpt"].fillna("").tolist(), analyzer)
+            # a reason can quote the record (an LLM error message with a key in it)
+            reasons = scrub_texts(raw_quarantine["reason"].fillna("").tolist(), analyzer)
         stats = scrubbed.stats
         if not stats.reconciles():
             raise Failure(f"counts do not reconcile: {stats}")
-        raw_quarantine = raw_quarantine.assign(excerpt=[e or "" for e in excerpts])  # unscrubbable: no excerpt at all
+        # what cannot be scrubbed is not kept: no excerpt at all, and only the reason's kind
+        raw_quarantine = raw_quarantine.assign(
+            excerpt=[e or "" for e in excerpts],
+            reason=[r if r is not None else raw.split(":")[0] for r, raw in zip(reasons, raw_quarantine["reason"])],
+        )
         quarantine = pd.concat([raw_quarantine, scrubbed.quarantine], ignore_index=True).astype(SCHEMAS["quarantine"])
         context.log.info(
             f"{stats.calls} calls → {stats.clean} clean + {stats.quarantined} quarantined in {stats.seconds:.1f} s"

@@ -12,14 +12,19 @@ A call any of whose texts could not be analyzed (an error, a time-out, over the 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import math
 import multiprocessing
+import os
 import re
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
@@ -69,21 +74,27 @@ class Scrubbed:
     stats: ScrubStats
 
 
-def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubConfig = ScrubConfig()) -> Scrubbed:
-    """Scrub every text of every call; calls that cannot be scrubbed are quarantined, with the reason."""
+def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubConfig = ScrubConfig(),
+                session_key: bytes = b"") -> Scrubbed:
+    """Scrub every text of every call; calls that cannot be scrubbed are quarantined, with the reason. Session ids
+    become keyed hashes under `session_key` (see `session_key`)."""
     started = time.perf_counter()
     calls = raw_calls.to_dict("records")
-    texts_per_call = [call_texts(call) for call in calls]
-    distinct = list(dict.fromkeys(t for texts in texts_per_call for t in texts))
+    texts_per_call = [_texts_or_reason(call) for call in calls]
+    distinct = list(dict.fromkeys(t for texts in texts_per_call if isinstance(texts, list) for t in texts))
     findings = _analyze_within_limits(distinct, analyzer, config.max_text_chars)
 
     anonymizer = AnonymizerEngine()
     anonymizer.add_anonymizer(_Pseudonym)
     sessions: dict[str, dict] = {}
-    stats = ScrubStats(calls=len(calls), texts=sum(map(len, texts_per_call)), distinct_texts=len(distinct))
+    stats = ScrubStats(calls=len(calls), texts=sum(len(t) for t in texts_per_call if isinstance(t, list)),
+                       distinct_texts=len(distinct))
     vault = Fernet(config.vault_key.encode()) if config.vault_key else None
     clean, audit, quarantine, sealed = [], [], [], []
     for call, texts in zip(calls, texts_per_call):
+        if isinstance(texts, str):
+            quarantine.append(_quarantine_row(call, texts))
+            continue
         failures = sorted({findings[t] for t in texts if isinstance(findings[t], str)})
         if failures:
             quarantine.append(_quarantine_row(call, "; ".join(failures)))
@@ -106,7 +117,7 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
         except Exception as error:  # fail closed: whatever went wrong, this call does not go on
             quarantine.append(_quarantine_row(call, f"scrub failed: {type(error).__name__}: {error}"))
             continue
-        scrubbed["session_id"] = _pseudonymous_id(call["session_id"])
+        scrubbed["session_id"] = _pseudonymous_id(call["session_id"], session_key)
         scrubbed["pii_findings"] = sum(counts.values())
         clean.append(scrubbed)
         if vault and counts:
@@ -285,6 +296,13 @@ def _analyze_within_limits(texts: list[str], analyzer: TextAnalyzer, max_chars: 
 TextFn = Callable[[str, list[tuple[int, int]]], list[str]]
 
 
+def _texts_or_reason(call: dict) -> list[str] | str:
+    try:
+        return call_texts(call)
+    except Exception as error:  # a call whose texts cannot even be found is quarantined, not the whole step
+        return f"scrub failed: {type(error).__name__}: {str(error)[:120]}"
+
+
 def call_texts(call: dict) -> list[str]:
     """Every document of a call as the analyzer reads it, in order, repeats included."""
     texts: list[str] = []
@@ -298,27 +316,54 @@ def call_texts(call: dict) -> list[str]:
 
 
 def _map_call(call: dict, fn: TextFn) -> dict:
-    """The call with every text it carries passed through `fn`: messages, tool definitions, the reply, tool-call
-    arguments and JSON tool results (string values only: keys and structure stay, and the JSON stays valid)."""
+    """The call with every text it carries passed through `fn`: messages (their names, tool-call ids and function
+    names too), tool definitions, the reply, tool-call arguments, JSON tool results (values, and keys that are not
+    plain identifiers: the JSON stays valid), and the model, finish reason, workload and source file."""
     out = {key: call[key] for key in SCHEMAS["clean_calls"] if key in call}
     messages = json.loads(call["messages"])
     for message in messages:
         if message.get("content"):
             message["content"] = _map_text_or_json(message["content"], fn)
+        for key in ("name", "tool_call_id"):
+            if isinstance(message.get(key), str):
+                message[key] = _map_text(message[key], fn)
         for tool_call in message.get("tool_calls") or []:
-            tool_call["function"]["arguments"] = _map_text_or_json(tool_call["function"]["arguments"], fn)
+            tool_call["id"] = _map_text(tool_call["id"], fn) if isinstance(tool_call.get("id"), str) else tool_call.get("id")
+            function = tool_call["function"]
+            function["name"] = _map_text(function["name"], fn)
+            function["arguments"] = _map_arguments(function["arguments"], fn)
     out["messages"] = json.dumps(messages, ensure_ascii=False)
-    out["tools"] = json.dumps(_map_json(json.loads(call["tools"]), fn, SCHEMA_KEYS), ensure_ascii=False)
+    tools = json.loads(call["tools"])
+    for tool in tools:
+        if isinstance(tool.get("function"), dict) and isinstance(tool["function"].get("name"), str):
+            # the name on its own, as in a tool call, so that both become the same placeholder
+            tool["function"]["name"] = _map_text(tool["function"]["name"], fn)
+    out["tools"] = json.dumps(_map_json(tools, fn, SCHEMA_KEYS), ensure_ascii=False)
     if not pd.isna(call["response_text"]):
         out["response_text"] = _map_text_or_json(call["response_text"], fn)
     tool_calls = json.loads(call["response_tool_calls"])
     for tool_call in tool_calls:
-        arguments = tool_call["arguments"]
-        tool_call["arguments"] = _map_text_or_json(arguments, fn) if isinstance(arguments, str) else _map_json(arguments, fn)
+        if isinstance(tool_call.get("id"), str):
+            tool_call["id"] = _map_text(tool_call["id"], fn)
+        tool_call["name"] = _map_text(tool_call["name"], fn)
+        tool_call["arguments"] = _map_arguments(tool_call["arguments"], fn)
     out["response_tool_calls"] = json.dumps(tool_calls, ensure_ascii=False)
-    if not pd.isna(call["workload"]):
-        out["workload"] = _map_text(call["workload"], fn)
+    for key in ("workload", "model", "finish_reason", "source_file"):
+        if not pd.isna(call.get(key)) and call.get(key):
+            out[key] = _map_text(call[key], fn)
     return out
+
+
+def _map_arguments(arguments: Any, fn: TextFn) -> Any:
+    """Tool-call arguments as logged: a JSON string, parsed JSON, or a bare value."""
+    if isinstance(arguments, str):
+        return _map_text_or_json(arguments, fn)
+    if isinstance(arguments, (dict, list)):
+        return _map_json(arguments, fn)
+    if isinstance(arguments, (int, float)) and not isinstance(arguments, bool) and _long_number(arguments):
+        mapped = _map_text(str(arguments), fn)
+        return arguments if mapped == str(arguments) else mapped
+    return arguments
 
 
 def _map_text(text: str, fn: TextFn) -> str:
@@ -329,8 +374,8 @@ def _map_text_or_json(text: str, fn: TextFn) -> str:
     """A JSON object or array keeps its structure (re-serialized only when something in it changed)."""
     if text[:1] in "{[":
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
+            value = json.loads(text, object_pairs_hook=_unique_keys)
+        except (ValueError, RecursionError):  # not JSON, a repeated key, too deep, a number too long: text then
             return _map_text(text, fn)
         mapped = _map_json(value, fn)
         return text if mapped == value else json.dumps(mapped, ensure_ascii=False)
@@ -338,21 +383,20 @@ def _map_text_or_json(text: str, fn: TextFn) -> str:
 
 
 def _map_json(value: Any, fn: TextFn, keep: frozenset[str] = frozenset()) -> Any:
-    """Every string value (and long number) mapped, but those under the keys in `keep`; keys are never touched."""
+    """Every string value and long number mapped, but the words of a schema (strings under the keys in `keep`);
+    keys that are not plain identifiers are mapped too, each on its own."""
     copy = json.loads(json.dumps(value))  # to write into, leaving the caller's value as it was
     leaves: list[tuple[Any, Any, str, str]] = []  # container, key or index, label, text
     _find_leaves(copy, keep, "", leaves)
-    if not leaves:
-        return value
     lines, pieces, offset = [], [], 0
     for _, _, label, text in leaves:
         pieces.append((offset + len(label), offset + len(label) + len(text)))
         lines.append(label + text)
         offset += len(label) + len(text) + len(_LEAF_SEPARATOR)
-    for (container, key, _, text), mapped in zip(leaves, fn(_LEAF_SEPARATOR.join(lines), pieces)):
+    for (container, key, _, text), mapped in zip(leaves, fn(_LEAF_SEPARATOR.join(lines), pieces) if leaves else []):
         if mapped != text:
             container[key] = mapped  # a number found to be personal becomes its placeholder string
-    return copy
+    return _map_keys(copy, fn)
 
 
 _LEAF_SEPARATOR = "\n\n"  # a blank line: address and name patterns do not run on across it
@@ -361,15 +405,43 @@ _LEAF_SEPARATOR = "\n\n"  # a blank line: address and name patterns do not run o
 def _find_leaves(value: Any, keep: frozenset[str], label: str, leaves: list) -> None:
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
     for key, item in items:
-        if isinstance(value, dict) and key in keep:
-            continue
+        schema_word = isinstance(value, dict) and key in keep
         item_label = _label(key) if isinstance(value, dict) else label
-        if isinstance(item, str) and item:
+        if isinstance(item, str) and item and not schema_word:
             leaves.append((value, key, item_label, item))
-        elif isinstance(item, int) and not isinstance(item, bool) and len(str(abs(item))) >= MIN_DIGITS_TO_SCAN:
+        elif isinstance(item, (int, float)) and not isinstance(item, bool) and _long_number(item):
             leaves.append((value, key, item_label, str(item)))
-        elif isinstance(item, (dict, list)):
-            _find_leaves(item, keep, item_label, leaves)
+        elif isinstance(item, dict) or (isinstance(item, list) and not schema_word):
+            _find_leaves(item, keep, item_label, leaves)  # a property called `name` is scanned like any other
+
+
+def _long_number(number: int | float) -> bool:
+    """A number long enough to be a card, a phone or an account (a float included: 4539068144173050.0)."""
+    return math.isfinite(number) and len(str(int(abs(number)))) >= MIN_DIGITS_TO_SCAN
+
+
+# Keys such as `order_id` or `dateOfBirth` name a field; anything else (an email, a name, a long number) may be data.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def _map_keys(value: Any, fn: TextFn) -> Any:
+    if isinstance(value, list):
+        return [_map_keys(item, fn) for item in value]
+    if not isinstance(value, dict):
+        return value
+    mapped = {}
+    for key, item in value.items():
+        plain = _IDENTIFIER.fullmatch(key) and not re.search(r"\d{%d}" % MIN_DIGITS_TO_SCAN, key)
+        mapped[key if plain else _map_text(key, fn)] = _map_keys(item, fn)
+    return mapped
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """JSON with a repeated key is read as text: a parser keeps one of the values, and the other must not hide."""
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("repeated key")
+    return dict(pairs)
 
 
 def _label(key: str) -> str:
@@ -421,9 +493,24 @@ class _Pseudonym(Operator):
         return OperatorType.Anonymize
 
 
-def _pseudonymous_id(value: Any) -> str | None:
-    """Session ids can be user names or emails: keep the grouping, not the value."""
-    return None if pd.isna(value) else "s-" + hashlib.sha256(str(value).encode()).hexdigest()[:16]
+def _pseudonymous_id(value: Any, key: bytes) -> str | None:
+    """Session ids can be user names or emails: keep the grouping, not the value. Keyed, so that nobody without the
+    deployment's key can test a guess (an unkeyed hash of a known email is one computation away)."""
+    return None if pd.isna(value) else "s-" + hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def session_key(folder: Path) -> bytes:
+    """The deployment's key for session ids: made on first use in `folder`, readable by its owner only."""
+    path = folder / "session.key"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another run made it first
+            return path.read_bytes()
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(secrets.token_bytes(32))
+    return path.read_bytes()
 
 
 def _quarantine_row(call: dict, reason: str) -> dict:

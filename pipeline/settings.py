@@ -230,6 +230,11 @@ class Settings:
         return self.home / "models"
 
     @property
+    def secrets_dir(self) -> Path:
+        """The deployment's own keys (the session-id key), readable by its owner only."""
+        return self.home / "secrets"
+
+    @property
     def adapters_dir(self) -> Path:
         return self.home / "adapters"
 

@@ -163,3 +163,56 @@ def test_the_vault_keeps_raw_values_only_encrypted_and_only_when_turned_on():
         "<EMAIL_ADDRESS_2>": "alice.smith@example.com",  # in the tool definition's description
     }
     assert scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0)).vault.empty
+
+
+def test_no_field_of_a_call_keeps_a_planted_value():
+    planted = "alice@example.com"
+    card = 4539068144173050
+    messages = [
+        {"role": "system", "content": "You are the Acme support agent."},
+        {"role": "user", "name": planted, "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"call-{planted}", "type": "function", "function": {"name": f"find_{planted}", "arguments": card}}]},
+        {"role": "tool", "tool_call_id": f"call-{planted}",
+         "content": json.dumps({planted: {"card": float(card)}, "people": [{"name": "Bob Jones"}]})},
+        {"role": "tool", "tool_call_id": "c2", "content": '{"note": "Alice Smith", "note": "ok"}'},
+    ]
+    tools = [{"type": "function", "function": {"name": f"find_{planted}", "description": "Find a customer.", "parameters": {
+        "type": "object", "properties": {"name": {"type": "string", "description": f"as in {planted}"}}, "required": ["name"]}}}]
+    planted_call = call("c1", "hi") | {
+        "messages": json.dumps(messages), "tools": json.dumps(tools), "model": f"ft:gpt-4o:{planted}",
+        "finish_reason": planted, "source_file": f"logs/{planted}/a.jsonl",
+        "response_tool_calls": json.dumps([{"id": planted, "name": f"find_{planted}", "arguments": card}]),
+    }
+
+    [clean] = scrub_calls(raw(planted_call), RegexAnalyzer(), ScrubConfig(processes=0)).clean_calls.to_dict("records")
+
+    stored = json.dumps(clean, default=str)
+    for value in (planted, str(card), "Alice Smith", "Bob Jones"):
+        assert value not in stored, value
+    function = json.loads(clean["tools"])[0]["function"]
+    assert function["name"] == json.loads(clean["response_tool_calls"])[0]["name"]  # one placeholder for one name
+    assert function["parameters"]["required"] == ["name"] and function["parameters"]["type"] == "object"
+
+
+def test_session_ids_are_keyed_hashes_that_keep_the_grouping():
+    calls = raw(call("c1", "a", session="jane@example.com"), call("c2", "b", session="jane@example.com"))
+    one = scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0), session_key=b"one").clean_calls["session_id"]
+    other = scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0), session_key=b"other").clean_calls["session_id"]
+    assert one[0] == one[1] and one[0] != other[0] and "jane" not in one[0]
+
+
+def test_the_session_key_is_made_once_readable_by_its_owner_only(tmp_path):
+    from pipeline.scrub import session_key
+
+    key = session_key(tmp_path / "secrets")
+    assert len(key) == 32 and session_key(tmp_path / "secrets") == key
+    assert (tmp_path / "secrets" / "session.key").stat().st_mode & 0o077 == 0
+
+
+def test_a_call_whose_json_is_too_deep_is_quarantined_and_the_others_scrubbed():
+    deep = "[" * 5000 + "]" * 5000
+    calls = raw(call("c1", "fine"), call("c2", "x") | {"response_tool_calls": json.dumps([{"id": "c", "name": "f", "arguments": {}}])[:-3] + deep + "}]"})
+    result = scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0))
+    assert list(result.clean_calls["call_id"]) == ["c1"]
+    assert result.quarantine["reason"].str.startswith("scrub failed").all()
