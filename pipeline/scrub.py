@@ -22,6 +22,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 from cryptography.fernet import Fernet
+from pebble import ProcessExpired, ProcessPool
 from presidio_analyzer import RecognizerResult
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
@@ -82,7 +84,7 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
     calls = raw_calls.to_dict("records")
     texts_per_call = [_texts_or_reason(call) for call in calls]
     distinct = list(dict.fromkeys(t for texts in texts_per_call if isinstance(texts, list) for t in texts))
-    findings = _analyze_within_limits(distinct, analyzer, config.max_text_chars)
+    findings = _analyze_within_limits(distinct, analyzer, config)
 
     anonymizer = AnonymizerEngine()
     anonymizer.add_anonymizer(_Pseudonym)
@@ -178,33 +180,48 @@ class LocalAnalyzer:
 
 
 class PooledAnalyzer:
-    """Presidio in worker processes, a chunk of texts at a time, each chunk under a time limit."""
+    """Presidio in worker processes, a chunk of texts at a time under `timeout_s`. A chunk that runs out of time, or
+    whose worker dies, is tried again text by text under `text_timeout_s`, so that only the slow text's call is
+    quarantined. pebble stops a worker at its task's time limit and says at once when one dies."""
 
-    def __init__(self, config: ScrubConfig, progress: Progress | None = None):
+    def __init__(self, config: ScrubConfig, progress: Progress | None = None, start: Callable | None = None):
         self._config, self._progress = config, progress
         # spawn: the Dagster run process holds threads, which fork does not copy safely
-        self._pool = multiprocessing.get_context("spawn").Pool(
-            config.processes, initializer=_start_worker, initargs=(config,)
-        )
+        self._pool = ProcessPool(max_workers=config.processes, initializer=start or _start_worker, initargs=(config,),
+                                 context=multiprocessing.get_context("spawn"))
 
     def analyze(self, texts: list[str]) -> list[list[Finding] | str]:
         config = self._config
         chunks = _chunks(texts, config.batch_size)
-        pending = [self._pool.apply_async(_analyze_in_worker, (chunk,)) for chunk in chunks]
+        pending = [self._pool.schedule(_analyze_in_worker, (chunk,), timeout=config.timeout_s) for chunk in chunks]
         results: list[list[Finding] | str] = []
         for chunk, job in zip(chunks, pending):
             try:
-                results += job.get(timeout=config.timeout_s)
-            except multiprocessing.TimeoutError:
-                results += [f"scrub timed out (over {config.timeout_s:g} s for a batch)"] * len(chunk)
-            except Exception as error:
-                results += [f"scrub failed: {type(error).__name__}: {error}"] * len(chunk)
+                results += job.result()
+            except Exception:  # out of time, a dead worker, or an error: each text on its own
+                results += self._one_by_one(chunk)
             if self._progress:
                 self._progress(len(results), len(texts))
         return results
 
+    def _one_by_one(self, texts: list[str]) -> list[list[Finding] | str]:
+        budget = self._config.text_timeout_s
+        jobs = [self._pool.schedule(_analyze_in_worker, ([text],), timeout=budget) for text in texts]
+        results: list[list[Finding] | str] = []
+        for job in jobs:
+            try:
+                results += job.result()
+            except FutureTimeout:
+                results.append(f"scrub timed out (over {budget:g} s for one text)")
+            except ProcessExpired as error:
+                results.append(f"scrub failed: its worker died (exit code {error.exitcode})")
+            except Exception as error:
+                results.append(f"scrub failed: {type(error).__name__}: {error}")
+        return results
+
     def close(self) -> None:
-        self._pool.terminate()  # also stops a worker still stuck on a timed-out chunk
+        self._pool.stop()  # also stops a worker still busy with a text
+        self._pool.join()
 
 
 @contextmanager
@@ -275,10 +292,14 @@ def _findings(results: list[RecognizerResult]) -> list[Finding]:
     ]
 
 
-def _analyze_within_limits(texts: list[str], analyzer: TextAnalyzer, max_chars: int) -> dict[str, list[Finding] | str]:
-    findings: dict[str, list[Finding] | str] = {
-        t: f"text over the scrub size limit ({len(t)} chars > {max_chars})" for t in texts if len(t) > max_chars
-    }
+def _analyze_within_limits(texts: list[str], analyzer: TextAnalyzer, config: ScrubConfig) -> dict[str, list[Finding] | str]:
+    findings: dict[str, list[Finding] | str] = {}
+    for text in texts:
+        if len(text) > config.max_text_chars:
+            findings[text] = f"text over the scrub size limit ({len(text)} chars > {config.max_text_chars})"
+        elif (digits := sum(c.isdigit() for c in text)) > config.max_text_digits:
+            # digit runs are where the number recognizers' patterns take longest: 99k digit-heavy chars took 83 s
+            findings[text] = f"text with too many digits to scrub in time ({digits} > {config.max_text_digits})"
     to_analyze = [t for t in texts if t not in findings]
     results = analyzer.analyze(to_analyze) if to_analyze else []
     if len(results) != len(to_analyze):  # never let a short answer leave texts unscrubbed

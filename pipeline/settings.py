@@ -35,7 +35,9 @@ class ScrubConfig:
     processes: int = 2  # Presidio worker processes; 0 analyzes in the run's own process (no time-out then)
     batch_size: int = 64  # texts per spaCy batch
     max_text_chars: int = 100_000  # a longer text is not analyzed: its call is quarantined
-    timeout_s: float = 300.0  # for one batch of texts in a worker; its calls are quarantined past it
+    timeout_s: float = 300.0  # for one batch of texts in a worker; past it, its texts are tried one by one
+    text_timeout_s: float = 60.0  # for one text tried on its own; its call is quarantined past it
+    max_text_digits: int = 20_000  # a text with more digits is not analyzed (patterns on digit runs are slow)
     scope: str = "call"  # placeholders consistent per "call" or per "session"
     deny_lists: dict[str, list[str]] = field(default_factory=dict)  # entity type -> values always removed
     patterns: dict[str, list[str]] = field(default_factory=dict)  # entity type -> regexes always removed

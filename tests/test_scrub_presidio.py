@@ -71,15 +71,55 @@ def test_ordinary_agent_text_is_left_alone(analyzer):
 
 
 def test_worker_that_runs_out_of_time_quarantines_its_calls():
-    config = ScrubConfig(processes=1, timeout_s=0.001)
+    config = ScrubConfig(processes=1, timeout_s=0.001, text_timeout_s=0.001)
     analyzer = PooledAnalyzer(config)
     try:
         result = scrub_calls(raw(call("c1", "Maria Gonzalez"), call("c2", "hello")), analyzer, config)
     finally:
         analyzer.close()
     assert result.clean_calls.empty
-    assert set(result.quarantine["reason"]) == {"scrub timed out (over 0.001 s for a batch)"}
+    assert set(result.quarantine["reason"]) == {"scrub timed out (over 0.001 s for one text)"}
     assert result.stats.reconciles()
+
+
+class _SlowOnPurpose:
+    """A worker's analyzer that takes 30 s on a text saying "slow", and dies on one saying "die"."""
+
+    def analyze(self, texts):
+        import os
+        import time
+
+        if any("die" in text for text in texts):
+            os._exit(3)
+        if any("slow" in text for text in texts):
+            time.sleep(30)
+        return [[] for _ in texts]
+
+
+def _start_slow_worker(config):
+    import pipeline.scrub
+
+    pipeline.scrub._worker = _SlowOnPurpose()
+
+
+def test_a_slow_text_or_a_dead_worker_quarantines_only_its_own_call():
+    config = ScrubConfig(processes=1, timeout_s=2, text_timeout_s=1)
+    analyzer = PooledAnalyzer(config, start=_start_slow_worker)
+    try:
+        calls = raw(call("c1", "hello"), call("c2", "a slow one"), call("c3", "bye"), call("c4", "die now"))
+        result = scrub_calls(calls, analyzer, config)
+    finally:
+        analyzer.close()
+    assert list(result.clean_calls["call_id"]) == ["c1", "c3"]
+    reasons = dict(zip(result.quarantine["source_line"], result.quarantine["reason"]))
+    assert reasons == {2: "scrub timed out (over 1 s for one text)", 4: "scrub failed: its worker died (exit code 3)"}
+
+
+def test_a_text_of_too_many_digits_is_not_analyzed_and_its_call_is_quarantined(analyzer):
+    config = ScrubConfig(processes=0, max_text_digits=50)
+    result = scrub_calls(raw(call("c1", "7" * 60), call("c2", "hello")), analyzer, config)
+    assert list(result.clean_calls["call_id"]) == ["c2"]
+    assert result.quarantine["reason"].tolist() == ["text with too many digits to scrub in time (60 > 50)"]
 
 
 def test_deployment_deny_lists_and_patterns_are_scrubbed():
