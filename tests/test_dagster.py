@@ -133,6 +133,17 @@ def test_production_is_one_config_away(monkeypatch):
         assert process_config(plugin.config_type(), config[section]["config"]).success, section
 
 
+def test_runs_queue_locally_and_at_most_one_that_loads_a_model_runs_at_once(tmp_path):
+    from dagster._core.instance.config import dagster_instance_config
+
+    (tmp_path / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster.yaml").read_text())
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["concurrency"]["runs"]["tag_concurrency_limits"] == [{"key": "slm/loads-model", "limit": 1}]
+    defs = build_definitions(Settings.from_env())
+    loads_model = {job: defs.resolve_job_def(job).tags.get("slm/loads-model") for job in ("convert_tasks", "evaluate_tasks", "find_tasks")}
+    assert loads_model == {"convert_tasks": "true", "evaluate_tasks": "true", "find_tasks": None}
+
+
 def test_scrub_deny_lists_and_patterns_come_from_the_deployment_file(tmp_path, monkeypatch):
     path = tmp_path / "scrub.yaml"
     path.write_text("deny_lists:\n  PERSON: [Quinby]\npatterns:\n  ACCOUNT_NUMBER: ['ACCT-\\d{8}']\nallow: ['T-\\d+']\n")
