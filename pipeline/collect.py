@@ -244,6 +244,7 @@ def _parse_line(raw: bytes, number: int, max_line_bytes: int, parse: FileParse) 
 # JSON escapes of UTF-16 surrogates: a lone one decodes to a code point that no UTF-8 store accepts
 _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_LAST_TOKEN = re.compile(r"[^\s\"',:;{}\[\]()]+$")
 # where a record's time usually is, for a line that is never parsed (too long, or not JSON)
 _TIME_KEY = re.compile(rb'"(?:timestamp|created_at|requestedAt|startTimeUnixNano|start_time)"\s*:\s*"?([^",}\s]+)')
 
@@ -269,7 +270,11 @@ def _error(error: Exception) -> str:
 
 
 def _quarantine_row(line: int, reason: str, raw: bytes, when: datetime | None) -> dict:
-    excerpt = raw[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")[:EXCERPT_CHARS]
+    text = raw[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+    excerpt = text[:EXCERPT_CHARS]
+    if len(text) > EXCERPT_CHARS:
+        # a token cut in half (a JWT, a key) is what no detector recognizes, yet it can still decode to an email
+        excerpt = _LAST_TOKEN.sub("", excerpt)
     return {"called_at": when, "step": "collect", "source_line": line, "reason": reason, "excerpt": excerpt}
 
 

@@ -144,3 +144,14 @@ def test_the_count_check_fails_when_a_record_ends_nowhere(tmp_path):
 
     assert assemble([file], [every_line_ended]).stats.reconciles()
     assert not assemble([file], [line_2_dropped]).stats.reconciles()
+
+
+def test_an_excerpt_never_ends_in_half_a_token(tmp_path):
+    logs = folder_of(tmp_path)
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJlbWFpbCI6ImphbmUuZG9lQGV4YW1wbGUuY29tIn0.c2lnbmF0dXJlc2lnbmF0dXJl"
+    line = ('{"timestamp": 1762300000, "broken": "' + "x" * 150 + " token=" + jwt + '"').encode()
+    write_lines(logs.folder / "a.jsonl", [line])
+
+    [excerpt] = logs.collect().quarantine["excerpt"]
+
+    assert excerpt.startswith("{\"timestamp\": 1762300000") and "eyJ" not in excerpt
