@@ -345,11 +345,13 @@ def _map_call(call: dict, fn: TextFn) -> dict:
     for message in messages:
         if message.get("content"):
             message["content"] = _map_text_or_json(message["content"], fn)
-        for key in ("name", "tool_call_id"):
-            if isinstance(message.get(key), str):
-                message[key] = _map_text(message[key], fn)
+        if isinstance(message.get("name"), str):
+            message["name"] = _map_text(message["name"], fn)
+        if isinstance(message.get("tool_call_id"), str):
+            message["tool_call_id"] = _map_id(message["tool_call_id"], fn)
         for tool_call in message.get("tool_calls") or []:
-            tool_call["id"] = _map_text(tool_call["id"], fn) if isinstance(tool_call.get("id"), str) else tool_call.get("id")
+            if isinstance(tool_call.get("id"), str):
+                tool_call["id"] = _map_id(tool_call["id"], fn)
             function = tool_call["function"]
             function["name"] = _map_text(function["name"], fn)
             function["arguments"] = _map_arguments(function["arguments"], fn)
@@ -365,14 +367,29 @@ def _map_call(call: dict, fn: TextFn) -> dict:
     tool_calls = json.loads(call["response_tool_calls"])
     for tool_call in tool_calls:
         if isinstance(tool_call.get("id"), str):
-            tool_call["id"] = _map_text(tool_call["id"], fn)
+            tool_call["id"] = _map_id(tool_call["id"], fn)
         tool_call["name"] = _map_text(tool_call["name"], fn)
         tool_call["arguments"] = _map_arguments(tool_call["arguments"], fn)
     out["response_tool_calls"] = json.dumps(tool_calls, ensure_ascii=False)
-    for key in ("workload", "model", "finish_reason", "source_file"):
+    for key in ("workload", "model", "finish_reason"):
         if not pd.isna(call.get(key)) and call.get(key):
             out[key] = _map_text(call[key], fn)
+    if not pd.isna(call.get("source_file")):
+        out["source_file"] = "/".join(_map_id(part, fn) for part in call["source_file"].split("/"))
     return out
+
+
+# The ids LLM APIs make for tool calls (call_…, toolu_…, fc_…, or a UUID) are random, and a log file's name is
+# made by its logger (agent.jsonl.1): no person is in them, and NER takes one in ten of them for a name or a place
+# ("calls.jsonl" for a location). Any other id or path part (one made up from an email) is scanned.
+_GENERATED_ID = re.compile(
+    r"(?:call|toolu|tool|fc|chatcmpl)[_-][A-Za-z0-9]{8,64}|[0-9a-fA-F]{8}(?:-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}"
+    r"|[A-Za-z0-9_-]*\.jsonl(?:[.-][0-9]+)?(?:\.gz)?"
+)
+
+
+def _map_id(value: str, fn: TextFn) -> str:
+    return value if _GENERATED_ID.fullmatch(value) else _map_text(value, fn)
 
 
 def _map_arguments(arguments: Any, fn: TextFn) -> Any:

@@ -54,7 +54,8 @@ def table(settings: Settings, sql: str) -> list[tuple]:
 def test_collect_and_scrub_materialize_their_tables_in_the_warehouse(tmp_path):
     settings = settings_for(tmp_path)
     email = "my address is jane.doe@example.com"
-    lines = [record(email, "x", NOV_4), record(email, "x", NOV_4), record("b", "y", NOV_4 + DAY), '{"broken": "jane.doe@example.com"']
+    lines = [record(email, "x", NOV_4), record(email, "x", NOV_4), record("b", "y", NOV_4 + DAY),
+             f'{{"timestamp": {NOV_4}, "broken": "jane.doe@example.com"']
     (tmp_path / "logs" / "calls.jsonl").write_text("\n".join(lines) + "\n")
 
     result = materialize_days(settings, "2025-11-04", "2025-11-05")
@@ -67,7 +68,7 @@ def test_collect_and_scrub_materialize_their_tables_in_the_warehouse(tmp_path):
     ]
     assert table(settings, "select entity_type, count from pii_audit") == [("EMAIL_ADDRESS", 1)]
     [(step, line, reason, excerpt)] = table(settings, "select step, source_line, reason, excerpt from quarantine")
-    assert (step, line, reason) == ("collect", 4, "malformed JSON: Expecting ',' delimiter (at character 34)")
+    assert (step, line, reason) == ("collect", 4, "malformed JSON: Expecting ',' delimiter (at character 59)")
     assert "jane.doe" not in excerpt and "<EMAIL_ADDRESS_1>" in excerpt
     events = [m for m in result.get_asset_materialization_events() if m.asset_key.path == ["raw_calls"]]
     assert sorted(e.partition for e in events) == ["2025-11-04", "2025-11-05"]
