@@ -14,8 +14,6 @@ from dagster import (
 )
 
 from finetune.candidates import load_candidates
-from finetune.evaluate import evaluate_task
-from finetune.models import base_checkpoint, encode
 from pipeline.judge import judge_from
 from pipeline.settings import Settings
 from pipeline.tasks import calls_and_embeddings
@@ -33,6 +31,10 @@ def evaluate_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
         settings: ResourceParam[Settings],
     ) -> Output[pd.DataFrame]:
         """Score zero-shot, few-shot and fine-tuned on the same held-out calls; promote a better adapter; decide."""
+        # imported here, not at the top: the code location (each sensor tick, each run's start) loads without torch
+        from finetune.evaluate import evaluate_task
+        from finetune.models import base_checkpoint, encode
+
         task_id = context.partition_key
         if adapters.empty:
             context.log.warning(f"{task_id}: no adapter to evaluate")

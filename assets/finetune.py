@@ -13,8 +13,6 @@ from dagster import (
 
 from finetune.adapters import registry, train_task_adapter
 from finetune.candidates import load_candidates
-from finetune.models import base_checkpoint, load_tokenizer
-from finetune.prompts import adapter_examples
 from pipeline.context import InputRule
 from pipeline.pick import split_by_time
 from pipeline.pruning import learn_pruning
@@ -34,6 +32,10 @@ def finetune_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
     ) -> Output[pd.DataFrame]:
         """Train a LoRA adapter of the picked SLM on the task's older calls, static text pruned and context fitted;
         the newest calls stay held out for step 6."""
+        # imported here, not at the top: the code location (each sensor tick, each run's start) loads without torch
+        from finetune.models import base_checkpoint, load_tokenizer
+        from finetune.prompts import adapter_examples
+
         task_id = context.partition_key
         chosen = picks[picks["chosen"]]
         if chosen.empty:

@@ -13,8 +13,6 @@ from dagster import (
 )
 
 from finetune.candidates import load_candidates
-from finetune.models import encode
-from finetune.pick import pick_candidate
 from pipeline.settings import Settings
 from pipeline.tasks import calls_and_embeddings
 from pipeline.warehouse import Warehouse
@@ -28,6 +26,10 @@ def pick_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
         context: AssetExecutionContext, warehouse: ResourceParam[Warehouse], settings: ResourceParam[Settings]
     ) -> Output[pd.DataFrame]:
         """Profile the task with each candidate SLM, score the ones that fit it zero- and few-shot, pick one."""
+        # imported here, not at the top: the code location (each sensor tick, each run's start) loads without torch
+        from finetune.models import encode
+        from finetune.pick import pick_candidate
+
         task_id = context.partition_key
         calls, embeddings = calls_and_embeddings(warehouse, task_id, encode)
         config = settings.pick

@@ -15,7 +15,6 @@ from dagster import (
     multi_asset,
 )
 
-from finetune.models import encode
 from pipeline.settings import Settings
 from pipeline.tasks import NOISE, embed, find_tasks, signature_embeddings, task_map, task_signature
 from pipeline.warehouse import Warehouse
@@ -43,6 +42,9 @@ def tasks_assets(tasks: DynamicPartitionsDefinition) -> AssetsDefinition:
         settings: ResourceParam[Settings],
     ):
         """Embed each call's task signature, cluster the calls into tasks, keep the ids of last cycle's tasks."""
+        # imported here, not at the top: the code location (each sensor tick, each run's start) loads without torch
+        from finetune.models import encode
+
         signatures = [task_signature(call) for call in clean_calls.to_dict("records")]
         embeddings = signature_embeddings(signatures, lambda texts: embed(texts, encode, warehouse))
         found = find_tasks(

@@ -14,16 +14,17 @@ import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from finetune.models import base_model_sha256
-from finetune.prompts import Examples
-from finetune.train import train_adapter
 from pipeline.context import InputRule
 from pipeline.settings import TrainConfig
 from pipeline.warehouse import ADAPTERS, frame
+
+if TYPE_CHECKING:
+    from finetune.prompts import Examples
 
 MANIFEST = "manifest.json"
 PROMOTIONS = "promotions.jsonl"  # per task, beside its versions
@@ -41,6 +42,10 @@ def train_task_adapter(
 ) -> dict:
     """Train the task's next adapter version on `examples`, made with `rule`, and register both; returns its
     manifest."""
+    # the registry is read where no model is loaded (the sensors, the report): only training needs torch
+    from finetune.models import base_model_sha256
+    from finetune.train import train_adapter
+
     version = max(versions(root, task_id), default=0) + 1
     folder = root / task_id / f"v{version}"
     staging = folder.with_name(folder.name + ".partial")

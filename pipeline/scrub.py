@@ -26,18 +26,17 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 from cryptography.fernet import Fernet
 from pebble import ProcessExpired, ProcessPool
-from presidio_analyzer import RecognizerResult
-from presidio_anonymizer import AnonymizerEngine
-from presidio_anonymizer.entities import OperatorConfig
-from presidio_anonymizer.operators import Operator, OperatorType
 
 from pipeline.settings import ScrubConfig
 from pipeline.warehouse import SCHEMAS, frame
+
+if TYPE_CHECKING:
+    from presidio_analyzer import RecognizerResult
 
 # Schema words of tool definitions: never personal data, and scrubbing them would break the schema.
 SCHEMA_KEYS = frozenset({"type", "name", "required", "format"})
@@ -86,8 +85,9 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
     distinct = list(dict.fromkeys(t for texts in texts_per_call if isinstance(texts, list) for t in texts))
     findings = _analyze_within_limits(distinct, analyzer, config)
 
-    anonymizer = AnonymizerEngine()
-    anonymizer.add_anonymizer(_Pseudonym)
+    from pipeline.placeholders import Placeholders  # Presidio loads torch: imported where it is used
+
+    placeholders = Placeholders()
     sessions: dict[str, dict] = {}
     stats = ScrubStats(calls=len(calls), texts=sum(len(t) for t in texts_per_call if isinstance(t, list)),
                        distinct_texts=len(distinct))
@@ -111,7 +111,7 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
                 results = _within(findings[document], start, end)
                 counts.update((kind, recognizer) for kind, _, _, _, recognizer in results)
                 piece = document[start:end]
-                scrubbed.append(_pseudonymize(anonymizer, piece, results, mapping) if results else piece)
+                scrubbed.append(placeholders.replace(piece, results, mapping) if results else piece)
             return scrubbed
 
         try:
@@ -146,14 +146,15 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
 def scrub_texts(texts: list[str], analyzer: TextAnalyzer) -> list[str | None]:
     """Each text scrubbed on its own (placeholders numbered per text); None where it could not be scrubbed."""
     findings = analyzer.analyze(texts)
-    anonymizer = AnonymizerEngine()
-    anonymizer.add_anonymizer(_Pseudonym)
+    from pipeline.placeholders import Placeholders
+
+    placeholders = Placeholders()
     scrubbed = []
     for text, found in zip(texts, findings):
         if isinstance(found, str):
             scrubbed.append(None)
             continue
-        scrubbed.append(_pseudonymize(anonymizer, text, found, {}) if found else text)
+        scrubbed.append(placeholders.replace(text, found, {}) if found else text)
     return scrubbed
 
 
@@ -495,40 +496,6 @@ def _within(findings: list[Finding], start: int, end: int) -> list[Finding]:
         for kind, f_start, f_end, score, recognizer in findings
         if f_end > start and f_start < end
     ]
-
-
-# --- placeholders --------------------------------------------------------------------------------
-
-
-def _pseudonymize(anonymizer: AnonymizerEngine, text: str, findings: list[Finding], mapping: dict) -> str:
-    # Presidio replaces from the end of the text backwards: number the values in reading order first.
-    for kind, start, end, _, _ in sorted(findings, key=lambda f: f[1]):
-        of_type = mapping.setdefault(kind, {})
-        of_type.setdefault(text[start:end], f"<{kind}_{len(of_type) + 1}>")
-    operators = {"DEFAULT": OperatorConfig(_Pseudonym.NAME, {"mapping": mapping})}
-    return anonymizer.anonymize(text, [RecognizerResult(*f[:4]) for f in findings], operators).text
-
-
-class _Pseudonym(Operator):
-    """Presidio operator: the n-th distinct value of a type in a call becomes `<TYPE_n>`, the same each time."""
-
-    NAME = "pseudonym"
-
-    def operate(self, text: str, params: dict) -> str:
-        of_type = params["mapping"].setdefault(params["entity_type"], {})
-        if text not in of_type:
-            of_type[text] = f"<{params['entity_type']}_{len(of_type) + 1}>"
-        return of_type[text]
-
-    def validate(self, params: dict) -> None:
-        if not isinstance(params.get("mapping"), dict):
-            raise ValueError("the pseudonym operator needs a mapping dict")
-
-    def operator_name(self) -> str:
-        return self.NAME
-
-    def operator_type(self) -> OperatorType:
-        return OperatorType.Anonymize
 
 
 def _pseudonymous_id(value: Any, key: bytes) -> str | None:

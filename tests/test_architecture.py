@@ -2,6 +2,8 @@
 wired in two packages only, and no production code patches a library."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,12 @@ def test_no_production_module_patches_a_library_or_imports_private_dagster_names
         if name.startswith(("unittest.mock", "dagster._"))
     }
     assert not wrong
+
+
+def test_the_code_location_loads_without_torch():
+    """Each sensor tick and each run's start load the definitions: models load only in the steps that use them."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, orchestration.definitions; print(sorted({'torch', 'trl', 'transformers'} & set(sys.modules)))"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split("\n")[-2]
+    assert loaded == "[]"

@@ -1,0 +1,46 @@
+"""Placeholders for what step 2 finds: within a call (or a session) the n-th distinct value of a type becomes
+`<TYPE_n>`, the same each time, through Presidio's anonymizer and an operator of its own."""
+
+from __future__ import annotations
+
+from presidio_anonymizer import AnonymizerEngine
+from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
+from presidio_anonymizer.operators import Operator, OperatorType
+
+from pipeline.scrub import Finding
+
+
+class Placeholders:
+    def __init__(self):
+        self._engine = AnonymizerEngine()
+        self._engine.add_anonymizer(_Pseudonym)
+
+    def replace(self, text: str, findings: list[Finding], mapping: dict) -> str:
+        """`text` with each finding replaced by its placeholder; `mapping` (type → value → placeholder) carries the
+        numbering from one text of a call to the next."""
+        # Presidio replaces from the end of the text backwards: number the values in reading order first.
+        for kind, start, end, _, _ in sorted(findings, key=lambda f: f[1]):
+            of_type = mapping.setdefault(kind, {})
+            of_type.setdefault(text[start:end], f"<{kind}_{len(of_type) + 1}>")
+        operators = {"DEFAULT": OperatorConfig(_Pseudonym.NAME, {"mapping": mapping})}
+        return self._engine.anonymize(text, [RecognizerResult(*f[:4]) for f in findings], operators).text
+class _Pseudonym(Operator):
+    """Presidio operator: the n-th distinct value of a type in a call becomes `<TYPE_n>`, the same each time."""
+
+    NAME = "pseudonym"
+
+    def operate(self, text: str, params: dict) -> str:
+        of_type = params["mapping"].setdefault(params["entity_type"], {})
+        if text not in of_type:
+            of_type[text] = f"<{params['entity_type']}_{len(of_type) + 1}>"
+        return of_type[text]
+
+    def validate(self, params: dict) -> None:
+        if not isinstance(params.get("mapping"), dict):
+            raise ValueError("the pseudonym operator needs a mapping dict")
+
+    def operator_name(self) -> str:
+        return self.NAME
+
+    def operator_type(self) -> OperatorType:
+        return OperatorType.Anonymize
