@@ -65,15 +65,16 @@ def scrub_assets(days: PartitionsDefinition) -> AssetsDefinition:
         with open_analyzer(config, progress) as analyzer:
             scrubbed = scrub_calls(raw_calls, analyzer, config, session_key(settings.secrets_dir))
             excerpts = scrub_texts(raw_quarantine["excerpt"].fillna("").tolist(), analyzer)
-            # a reason can quote the record (an LLM error message with a key in it)
-            reasons = scrub_texts(raw_quarantine["reason"].fillna("").tolist(), analyzer)
+            # a reason can quote the record after its kind (an LLM error message with a key in it); the kind is ours
+            parts = [reason.partition(": ") for reason in raw_quarantine["reason"].fillna("")]
+            details = scrub_texts([detail for _, _, detail in parts], analyzer)
         stats = scrubbed.stats
         if not stats.reconciles():
             raise Failure(f"counts do not reconcile: {stats}")
         # what cannot be scrubbed is not kept: no excerpt at all, and only the reason's kind
         raw_quarantine = raw_quarantine.assign(
             excerpt=[e or "" for e in excerpts],
-            reason=[r if r is not None else raw.split(":")[0] for r, raw in zip(reasons, raw_quarantine["reason"])],
+            reason=[f"{kind}: {detail}" if detail else kind for (kind, _, _), detail in zip(parts, details)],
         )
         quarantine = pd.concat([raw_quarantine, scrubbed.quarantine], ignore_index=True).astype(SCHEMAS["quarantine"])
         context.log.info(

@@ -78,6 +78,7 @@ def main() -> None:
         settings = Settings(home=home, logs_dir=logs, scrub=ScrubConfig(processes=2))
         os.environ["DAGSTER_HOME"] = str(home / "dagster")
         (home / "dagster").mkdir(parents=True)
+        (home / "dagster" / "dagster.yaml").write_text((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
         days = LogFolder.of(settings).days()
         started = time.perf_counter()
         with DagsterInstance.get() as instance:
