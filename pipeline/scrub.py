@@ -32,6 +32,7 @@ import pandas as pd
 from cryptography.fernet import Fernet
 from pebble import ProcessExpired, ProcessPool
 
+from pipeline.collect import LOG_FILE
 from pipeline.settings import ScrubConfig
 from pipeline.warehouse import SCHEMAS, frame
 
@@ -385,12 +386,12 @@ def _map_call(call: dict, fn: TextFn) -> dict:
 # ("calls.jsonl" for a location). Any other id or path part (one made up from an email) is scanned.
 _GENERATED_ID = re.compile(
     r"(?:call|toolu|tool|fc|chatcmpl)[_-][A-Za-z0-9]{8,64}|[0-9a-fA-F]{8}(?:-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}"
-    r"|[A-Za-z0-9_-]*\.jsonl(?:[.-][0-9]+)?(?:\.gz)?"
 )
 
 
 def _map_id(value: str, fn: TextFn) -> str:
-    return value if _GENERATED_ID.fullmatch(value) else _map_text(value, fn)
+    made_by_a_program = _GENERATED_ID.fullmatch(value) or (LOG_FILE.search(value) and re.fullmatch(r"[\w.-]+", value))
+    return value if made_by_a_program else _map_text(value, fn)
 
 
 def _map_arguments(arguments: Any, fn: TextFn) -> Any:
