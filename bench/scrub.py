@@ -3,11 +3,12 @@
     .venv/bin/python bench/scrub.py [--calls 1000] [--processes 2]
 
 Baseline: plain Presidio, as one would call it per message: an `AnalyzerEngine` with Presidio's default
-recognizers on the same spaCy model (its full pipeline), `analyze` + `AnonymizerEngine.anonymize` for every message
+recognizers on the same spaCy model (its full pipeline, en_core_web_md by default), `analyze` + `AnonymizerEngine.anonymize` for every message
 of every call as logged (its content, tool-call arguments as their JSON string), the tool definitions and the
 reply, one at a time. This step does more work per text (its own recognizers on top of Presidio's), and saves it
 with its content-hash cache, JSON documents, a trimmed spaCy pipeline, batches and worker processes. Neither side
-counts loading the model (the step's worker start-up is printed apart).
+counts loading the model (the step's worker start-up is printed apart). The step runs twice: with its default
+detectors, and without Rampart, so that Rampart's own time shows as the difference.
 
 Two workloads: the demo logs, where system prompts, tool definitions and tool results repeat as in real agent logs;
 and calls whose every text is distinct (the Presidio synthetic PII texts, one user message per call; skipped with a
@@ -17,6 +18,7 @@ message where ../shared/data is absent).
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 import os
 import statistics
@@ -34,7 +36,7 @@ from presidio_analyzer.nlp_engine import NlpEngineProvider  # noqa: E402
 from presidio_anonymizer import AnonymizerEngine  # noqa: E402
 
 from pipeline.warehouse import frame  # noqa: E402
-from pipeline.recognizers import SPACY_MODEL  # noqa: E402
+from pipeline.recognizers import spacy_model_path  # noqa: E402
 from demo.logs import write_demo_logs  # noqa: E402
 from pipeline.collect import LogFolder  # noqa: E402
 from pipeline.scrub import open_analyzer, scrub_calls  # noqa: E402
@@ -78,9 +80,10 @@ def per_message_texts(call: dict) -> list[str]:
     return texts + [json.dumps(c["arguments"]) for c in json.loads(call["response_tool_calls"])]
 
 
-def plain_presidio_seconds(calls: pd.DataFrame) -> tuple[float, int]:
+def plain_presidio_seconds(calls: pd.DataFrame, spacy_model: str) -> tuple[float, int]:
+    model = spacy_model_path(spacy_model)
     nlp = NlpEngineProvider(
-        nlp_configuration={"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": SPACY_MODEL}]}
+        nlp_configuration={"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": model}]}
     ).create_engine()
     analyzer, anonymizer = AnalyzerEngine(nlp_engine=nlp), AnonymizerEngine()
     texts = [text for call in calls.to_dict("records") for text in per_message_texts(call)]
@@ -101,15 +104,22 @@ def step_seconds(calls: pd.DataFrame, config: ScrubConfig) -> tuple[float, float
 
 
 def compare(name: str, calls: pd.DataFrame, config: ScrubConfig, repeats: int) -> None:
-    ours = [step_seconds(calls, config) for _ in range(repeats)]
-    ours_s = statistics.median(o[0] for o in ours)
-    base_s, texts = plain_presidio_seconds(calls)
+    without_rampart = replace(config, rampart=False)
+    runs = {label: [step_seconds(calls, c) for _ in range(repeats)]
+            for label, c in (("this step", config), ("this step without Rampart", without_rampart))}
+    base_s, texts = plain_presidio_seconds(calls, config.spacy_model)
     n = len(calls)
-    print(f"\n{name}: {n} calls; {texts} message texts for the baseline, {ours[0][2]} distinct documents for this step")
+    print(f"\n{name}: {n} calls; {texts} message texts for the baseline, "
+          f"{runs['this step'][0][2]} distinct documents for this step")
     print(f"  {'plain Presidio, text by text':<34}{base_s:>8.1f} s {n / base_s:>8.1f} calls/s {texts / base_s:>8.1f} texts/s")
-    print(f"  {'this step':<34}{ours_s:>8.1f} s {n / ours_s:>8.1f} calls/s"
-          f"   (+{statistics.median(o[1] for o in ours):.1f} s worker start-up, median of {repeats})")
-    print(f"  ratio {base_s / ours_s:.1f}x")
+    seconds = {}
+    for label, ours in runs.items():
+        seconds[label] = statistics.median(o[0] for o in ours)
+        print(f"  {label:<34}{seconds[label]:>8.1f} s {n / seconds[label]:>8.1f} calls/s"
+              f"   (+{statistics.median(o[1] for o in ours):.1f} s worker start-up, median of {repeats})"
+              f"   ratio {base_s / seconds[label]:.1f}x")
+    rampart = seconds["this step"] - seconds["this step without Rampart"]
+    print(f"  Rampart's own time: {rampart:.1f} s ({rampart / seconds['this step']:.0%} of the step)")
 
 
 def main() -> None:

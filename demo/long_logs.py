@@ -6,6 +6,10 @@ customer gives a user id and a reservation, the agent looks up the user and the 
 results), answers from them, and where the customer wants a cancellation the policy allows, confirms and cancels.
 One LLM call per assistant turn, so a conversation holds 3 to 5 calls, the later ones behind thousands of tokens.
 
+They are as personal as real ones: names from many countries (spaCy's model misses most that are not English),
+user ids made from them (`aarav_garcia_4821`), customers who give their name in lower case, replies that restate
+the passenger list, and hand-overs to a human whose summary repeats the user id and name.
+
     python -m demo.long_logs logs/ --conversations 120
 """
 
@@ -15,6 +19,7 @@ import argparse
 import json
 import random
 import string
+import unicodedata
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -200,7 +205,7 @@ def policy(now: datetime) -> str:
 class _Airline:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
-        self.fake = Faker("en_US")
+        self.fake = Faker(["en_US", "en_IN", "es_MX", "pt_BR", "de_DE", "it_IT", "fr_FR", "pl_PL", "vi_VN", "nl_NL"])
         self.fake.seed_instance(seed)
 
     def code(self, length: int = 6) -> str:
@@ -213,11 +218,11 @@ class _Airline:
         for _ in range(self.rng.randint(0, 2)):
             payments[f"gift_card_{self.rng.randrange(10**6, 10**7)}"] = {"source": "gift_card", "amount": self.rng.randrange(20, 300)}
         return {
-            "user_id": f"{first.lower()}_{last.lower()}_{self.rng.randrange(100, 9999)}",
+            "user_id": f"{_ascii(first)}_{_ascii(last)}_{self.rng.randrange(100, 9999)}",
             "name": {"first_name": first, "last_name": last},
             "address": {"address1": self.fake.street_address(), "city": self.fake.city(), "country": "USA",
                         "state": self.fake.state_abbr(), "zip": self.fake.zipcode()},
-            "email": f"{first.lower()}.{last.lower()}{self.rng.randrange(100)}@example.com",
+            "email": f"{_ascii(first)}.{_ascii(last)}{self.rng.randrange(100)}@example.com",
             "dob": self.fake.date_of_birth(minimum_age=20, maximum_age=80).isoformat(),
             "payment_methods": payments,
             "saved_passengers": [{"first_name": self.fake.first_name(), "last_name": last,
@@ -249,6 +254,16 @@ class _Airline:
             "total_baggages": rng.randint(0, 3), "nonfree_baggages": 0,
             "insurance": rng.choice(("yes", "no")),
         }
+
+
+def _ascii(name: str) -> str:
+    """"José María" -> "jose_maria": how systems make ids from names."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return "_".join(plain.lower().replace("-", " ").split())
+
+
+def _passenger_list(reservation: dict) -> str:
+    return " ".join(f"- {p['first_name']} {p['last_name']}, DOB: {p['dob']}" for p in reservation["passengers"])
 
 
 def _cancellable(reservation: dict, now: datetime) -> str:
@@ -287,15 +302,30 @@ def _conversation(airline: _Airline, now: datetime) -> list[dict]:
                        "Can you cancel reservation {r} for me?")) if wants_cancel else
            rng.choice(("Can you tell me the details of my reservation {r}?", "What flights are on reservation {r}?",
                        "I'd like to review booking {r} before my trip.")))
+    first, last = user["name"]["first_name"], user["name"]["last_name"]
+    greeting = rng.choice((
+        f"Hi, my user id is {user['user_id']}. ",
+        f"Hi, I'm {first} {last}, user id {user['user_id']}. ",
+        f"hey this is {first.lower()} {last.lower()} ({user['user_id']}). ",
+        f"Hello. {user['user_id']} here. ",
+    ))
     messages = [{"role": "system", "content": policy(now)},
-                {"role": "user", "content": f"Hi, my user id is {user['user_id']}. " + ask.format(r=reservation_id)}]
+                {"role": "user", "content": greeting + ask.format(r=reservation_id)}]
     for name, arguments, result in (("get_user_details", {"user_id": user["user_id"]}, user),
                                     ("get_reservation_details", {"reservation_id": reservation_id}, reservation)):
         turn, call_id = _call(name, arguments, rng)
         messages += [turn, {"role": "tool", "tool_call_id": call_id, "content": json.dumps(result)}]
-    first = user["name"]["first_name"]
     if not wants_cancel:
-        messages.append({"role": "assistant", "content": f"Thanks, {first}. Your {_trip(reservation)}. Anything else I can help with?"})
+        messages.append({"role": "assistant", "content": f"Thanks, {first}. Your {_trip(reservation)}. Passengers: "
+                         f"{_passenger_list(reservation)}. Anything else I can help with?"})
+        if rng.random() < 0.4:
+            messages.append({"role": "user", "content": f"Is {reservation['passengers'][-1]['first_name']} on it too? "
+                             "And I want to talk to a person about a refund."})
+            summary = (f"User {user['user_id']} ({first} {last}) asks about a refund on reservation {reservation_id}; "
+                       f"passengers {', '.join(p['first_name'] + ' ' + p['last_name'] for p in reservation['passengers'])}.")
+            turn, call_id = _call("transfer_to_human_agents", {"summary": summary}, rng)
+            messages += [turn, {"role": "tool", "tool_call_id": call_id, "content": "Transfer successful"},
+                         {"role": "assistant", "content": f"{first} {last}, I have passed you to a colleague."}]
         return messages
     reason = _cancellable(reservation, now)
     if not reason:
@@ -303,8 +333,9 @@ def _conversation(airline: _Airline, now: datetime) -> list[dict]:
                          "insurance and booked more than 24 hours ago, so under our policy it cannot be cancelled."})
         return messages
     messages += [
-        {"role": "assistant", "content": f"Your {_trip(reservation)}. It can be cancelled because {reason}; the refund "
-         "goes to the original payment method in 5 to 7 business days. Shall I cancel it (yes/no)?"},
+        {"role": "assistant", "content": f"Your {_trip(reservation)}: {_passenger_list(reservation)}. It can be "
+         f"cancelled because {reason}; the refund goes to the original payment method in 5 to 7 business days. "
+         "Shall I cancel it (yes/no)?"},
         {"role": "user", "content": rng.choice(("yes", "Yes please.", "yes, go ahead"))},
     ]
     turn, call_id = _call("cancel_reservation", {"reservation_id": reservation_id}, rng)

@@ -59,7 +59,8 @@ def keywords(texts: list[str], labels: np.ndarray, top: int = 6) -> dict[int, li
     if not ids:
         return {}
     documents = [" ".join(text for text, label in zip(texts, labels) if label == task) for task in ids]
-    vectorizer = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z_][\w.]+\b")
+    # words and tool names (`get_user_details`), never a token with a digit: a placeholder (`<USER_ID_1>`) or an id
+    vectorizer = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z_]*[a-zA-Z]\b")
     counts = vectorizer.fit_transform(documents).toarray().astype(np.float64)
     # BERTopic's weighting: term frequency within the class, times log(1 + average words per class / word total).
     tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)

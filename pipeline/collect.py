@@ -210,7 +210,8 @@ def _parse_line(raw: bytes, number: int, max_line_bytes: int, parse: FileParse) 
     try:
         record = json.loads(text)
     except json.JSONDecodeError as error:
-        reason = f"malformed JSON: {error.msg} (at character {error.pos})"
+        # the parser's words, not the record's: in parentheses, so that step 2 does not scrub them as a quote
+        reason = f"malformed JSON ({error.msg} at character {error.pos})"
         parse.quarantine.append(_quarantine_row(number, reason, raw, _head_time(raw)))
         return
     if _ESCAPED_SURROGATE.search(raw):

@@ -18,10 +18,15 @@ class Placeholders:
     def replace(self, text: str, findings: list[Finding], mapping: dict) -> str:
         """`text` with each finding replaced by its placeholder; `mapping` (type → value → placeholder) carries the
         numbering from one text of a call to the next."""
-        # Presidio replaces from the end of the text backwards: number the values in reading order first.
+        # One value, one placeholder, whichever type a detector gave it where (a booking code taken for a licence in
+        # one message and for a name in the next must still read as the same code); and as Presidio replaces from
+        # the end of the text backwards, the values are numbered in reading order first.
+        type_of = {value: kind for kind, of_type in mapping.items() for value in of_type}
+        findings = [(type_of.get(text[f[1]:f[2]], f[0]), *f[1:]) for f in findings]
         for kind, start, end, _, _ in sorted(findings, key=lambda f: f[1]):
             of_type = mapping.setdefault(kind, {})
             of_type.setdefault(text[start:end], f"<{kind}_{len(of_type) + 1}>")
+            type_of.setdefault(text[start:end], kind)
         operators = {"DEFAULT": OperatorConfig(_Pseudonym.NAME, {"mapping": mapping})}
         return self._engine.anonymize(text, [RecognizerResult(*f[:4]) for f in findings], operators).text
 class _Pseudonym(Operator):

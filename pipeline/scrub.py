@@ -33,6 +33,7 @@ from cryptography.fernet import Fernet
 from pebble import ProcessExpired, ProcessPool
 
 from pipeline.collect import LOG_FILE
+from pipeline.propagation import Known
 from pipeline.settings import ScrubConfig
 from pipeline.warehouse import SCHEMAS, frame
 
@@ -89,11 +90,11 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
     from pipeline.placeholders import Placeholders  # Presidio loads torch: imported where it is used
 
     placeholders = Placeholders()
-    sessions: dict[str, dict] = {}
     stats = ScrubStats(calls=len(calls), texts=sum(len(t) for t in texts_per_call if isinstance(t, list)),
                        distinct_texts=len(distinct))
     vault = Fernet(config.vault_key.encode()) if config.vault_key else None
     clean, audit, quarantine, sealed = [], [], [], []
+    scrubbable = []
     for call, texts in zip(calls, texts_per_call):
         if isinstance(texts, str):
             quarantine.append(_quarantine_row(call, texts))
@@ -102,17 +103,48 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
         if failures:
             quarantine.append(_quarantine_row(call, "; ".join(failures)))
             continue
-        scope_key = call["session_id"] if config.scope == "session" and not pd.isna(call["session_id"]) else None
-        mapping = sessions.setdefault(scope_key, {}) if scope_key else {}
+        scrubbable.append(call)
+
+    allowed = re.compile("|".join(f"(?:{p})" for p in config.allow)) if config.allow else None
+
+    def found_in(document: str, piece: Piece) -> list[Finding]:
+        # what a key says first: where a detector gave the same value another type, the key's is kept
+        return _by_key(piece, document, config) + _within(findings[document], piece.start, piece.end)
+
+    def kept(text: str, results: list[Finding]) -> list[Finding]:
+        # Presidio's own allow-list compares a finding's text only: it would keep "397848" found as a phone number
+        # inside the allowed order id "AC-397848"
+        spans = [m.span() for m in allowed.finditer(text)] if allowed else []
+        return [f for f in results if not any(start <= f[1] and f[2] <= end for start, end in spans)]
+
+    # first what each scope holds, from all its calls, then each call scrubbed of all of it
+    known: dict[Any, Known] = {}
+    for call in scrubbable:
+        scope = known.setdefault(_scope(call, config), Known())
+
+        def remember(document: str, pieces: list[Piece]) -> list[str]:
+            for piece in pieces:
+                text = document[piece.start : piece.end]
+                for kind, start, end, _, _ in kept(text, found_in(document, piece)):
+                    scope.add(kind, text[start:end])
+            return [document[piece.start : piece.end] for piece in pieces]
+
+        _map_call(call, remember)
+
+    mappings: dict[Any, dict] = {}
+    for call in scrubbable:
+        scope_key = _scope(call, config)
+        mapping = mappings.setdefault(scope_key, {})
         counts: Counter = Counter()
 
-        def pseudonymize(document: str, pieces: list[tuple[int, int]]) -> list[str]:
+        def pseudonymize(document: str, pieces: list[Piece]) -> list[str]:
             scrubbed = []
-            for start, end in pieces:
-                results = _within(findings[document], start, end)
+            for piece in pieces:
+                text = document[piece.start : piece.end]
+                found = known[scope_key].findings(text, found_in(document, piece), identifiers=not piece.tool_name)
+                results = kept(text, found)
                 counts.update((kind, recognizer) for kind, _, _, _, recognizer in results)
-                piece = document[start:end]
-                scrubbed.append(placeholders.replace(piece, results, mapping) if results else piece)
+                scrubbed.append(placeholders.replace(text, results, mapping) if results else text)
             return scrubbed
 
         try:
@@ -193,6 +225,13 @@ class PooledAnalyzer:
                                  context=multiprocessing.get_context("spawn"))
 
     def analyze(self, texts: list[str]) -> list[list[Finding] | str]:
+        try:
+            return self._analyze(texts)
+        except RuntimeError as error:  # pebble's pool is broken: a worker's detectors could not load
+            reason = f"scrub failed: the detectors could not start in a worker process ({error}; see the log)"
+            return [reason] * len(texts)
+
+    def _analyze(self, texts: list[str]) -> list[list[Finding] | str]:
         config = self._config
         chunks = _chunks(texts, config.batch_size)
         pending = [self._pool.schedule(_analyze_in_worker, (chunk,), timeout=config.timeout_s) for chunk in chunks]
@@ -241,38 +280,36 @@ def _chunks(texts: list[str], size: int) -> list[list[str]]:
 
 
 class _Presidio:
-    """Presidio's batch engine with the deployment's recognizers and allow-list."""
+    """Presidio's batch engine with the deployment's recognizers."""
 
     def __init__(self, config: ScrubConfig):
         from presidio_analyzer import BatchAnalyzerEngine
 
         from pipeline.recognizers import build_analyzer
 
-        self._engine = BatchAnalyzerEngine(build_analyzer(config.deny_lists, config.patterns))
+        self._engine = BatchAnalyzerEngine(build_analyzer(
+            config.deny_lists, config.patterns, config.spacy_model,
+            rampart_threads=_threads_per_worker(config) if config.rampart else None,
+        ))
         self._batch_size = config.batch_size
-        self._allowed = re.compile("|".join(f"(?:{p})" for p in config.allow)) if config.allow else None
 
     def analyze(self, texts: list[str]) -> list[list[Finding] | str]:
         """One spaCy batch; if it fails, text by text, so one bad text does not take its neighbours down."""
         try:
             batch = self._engine.analyze_iterator(texts, language="en", batch_size=self._batch_size)
-            return [self._kept(text, results) for text, results in zip(texts, batch)]
+            return [_findings(results) for results in batch]
         except Exception:
             findings: list[list[Finding] | str] = []
             for text in texts:
                 try:
-                    findings.append(self._kept(text, self._engine.analyzer_engine.analyze(text, language="en")))
+                    findings.append(_findings(self._engine.analyzer_engine.analyze(text, language="en")))
                 except Exception as error:
                     findings.append(f"scrub failed: {type(error).__name__}: {error}")
             return findings
 
-    def _kept(self, text: str, results: list[RecognizerResult]) -> list[Finding]:
-        """The findings, but those inside an allowed value: Presidio's own allow-list only compares the finding's
-        text, so it keeps "397848" found as a phone number inside the allowed order id "AC-397848"."""
-        allowed = [m.span() for m in self._allowed.finditer(text)] if self._allowed else []
-        return [
-            f for f in _findings(results) if not any(start <= f[1] and f[2] <= end for start, end in allowed)
-        ]
+
+def _threads_per_worker(config: ScrubConfig) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, config.processes))
 
 
 _worker: _Presidio | None = None
@@ -313,10 +350,44 @@ def _analyze_within_limits(texts: list[str], analyzer: TextAnalyzer, config: Scr
 # --- where a call's texts are ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Piece:
+    """A span of a document that may be changed: a whole text, or one JSON value with the keys around it."""
+
+    start: int
+    end: int
+    path: tuple[str, ...] = ()  # a JSON value's key and those above it, normalized: ("passengers", "first_name")
+    siblings: frozenset[str] = frozenset()  # the other keys of its object, normalized
+    tool_name: bool = False  # the name of a tool: a program's identifier, changed only where a detector says so
+
+
 # fn(document, pieces) -> the pieces scrubbed. A plain text is one piece of its own document. A JSON value is
 # analyzed as one document of `key: value` lines, so each key gives its value context ("password: hunter2") and
 # a tool result is one analysis, not one per field; only the values (the pieces) are ever changed.
-TextFn = Callable[[str, list[tuple[int, int]]], list[str]]
+TextFn = Callable[[str, list[Piece]], list[str]]
+
+
+def _by_key(piece: Piece, document: str, config: ScrubConfig) -> list[Finding]:
+    """The whole value, when the key it is under says what it is (`first_name`, `user_id`, `dob`) or it is the
+    `name` of a record about a person: whatever the detectors made of it."""
+    if not piece.path or piece.end <= piece.start:
+        return []
+    kind = next((k for key in reversed(piece.path) for k, keys in config.personal_keys.items() if key in keys), None)
+    if kind is None and piece.path[-1] == "name" and (set(piece.path) | piece.siblings) & set(config.person_records):
+        kind = "PERSON"
+    return [(kind, 0, piece.end - piece.start, 1.0, "PersonalKeyRecognizer")] if kind else []
+
+
+def _normalized(key: str) -> str:
+    """`firstName`, `First-Name`, `first_name` -> "first_name"."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|[-.\s]+", "_", key).lower()
+
+
+def _scope(call: dict, config: ScrubConfig) -> tuple[str, Any]:
+    """What placeholders and found values are shared by: the call, or its session."""
+    if config.scope == "session" and not pd.isna(call["session_id"]):
+        return ("session", call["session_id"])
+    return ("call", call["call_id"])
 
 
 def _texts_or_reason(call: dict) -> list[str] | str:
@@ -330,9 +401,9 @@ def call_texts(call: dict) -> list[str]:
     """Every document of a call as the analyzer reads it, in order, repeats included."""
     texts: list[str] = []
 
-    def collect(document: str, pieces: list[tuple[int, int]]) -> list[str]:
+    def collect(document: str, pieces: list[Piece]) -> list[str]:
         texts.append(document)
-        return [document[start:end] for start, end in pieces]
+        return [document[piece.start : piece.end] for piece in pieces]
 
     _map_call(call, collect)
     return texts
@@ -355,22 +426,23 @@ def _map_call(call: dict, fn: TextFn) -> dict:
             if isinstance(tool_call.get("id"), str):
                 tool_call["id"] = _map_id(tool_call["id"], fn)
             function = tool_call["function"]
-            function["name"] = _map_text(function["name"], fn)
+            function["name"] = _map_tool_name(function["name"], fn)
             function["arguments"] = _map_arguments(function["arguments"], fn)
     out["messages"] = json.dumps(messages, ensure_ascii=False)
     tools = json.loads(call["tools"])
     for tool in tools:
         if isinstance(tool.get("function"), dict) and isinstance(tool["function"].get("name"), str):
             # the name on its own, as in a tool call, so that both become the same placeholder
-            tool["function"]["name"] = _map_text(tool["function"]["name"], fn)
-    out["tools"] = json.dumps(_map_json(tools, fn, SCHEMA_KEYS), ensure_ascii=False)
+            tool["function"]["name"] = _map_tool_name(tool["function"]["name"], fn)
+    # a schema's keys name parameters, not data: `user_id`'s description is not a user id
+    out["tools"] = json.dumps(_map_json(tools, fn, SCHEMA_KEYS, by_key=False), ensure_ascii=False)
     if not pd.isna(call["response_text"]):
         out["response_text"] = _map_text_or_json(call["response_text"], fn)
     tool_calls = json.loads(call["response_tool_calls"])
     for tool_call in tool_calls:
         if isinstance(tool_call.get("id"), str):
             tool_call["id"] = _map_id(tool_call["id"], fn)
-        tool_call["name"] = _map_text(tool_call["name"], fn)
+        tool_call["name"] = _map_tool_name(tool_call["name"], fn)
         tool_call["arguments"] = _map_arguments(tool_call["arguments"], fn)
     out["response_tool_calls"] = json.dumps(tool_calls, ensure_ascii=False)
     for key in ("workload", "model", "finish_reason"):
@@ -407,7 +479,11 @@ def _map_arguments(arguments: Any, fn: TextFn) -> Any:
 
 
 def _map_text(text: str, fn: TextFn) -> str:
-    return fn(text, [(0, len(text))])[0]
+    return fn(text, [Piece(0, len(text))])[0]
+
+
+def _map_tool_name(name: str, fn: TextFn) -> str:
+    return fn(name, [Piece(0, len(name), tool_name=True)])[0]
 
 
 def _map_text_or_json(text: str, fn: TextFn) -> str:
@@ -422,37 +498,54 @@ def _map_text_or_json(text: str, fn: TextFn) -> str:
     return _map_text(text, fn)
 
 
-def _map_json(value: Any, fn: TextFn, keep: frozenset[str] = frozenset()) -> Any:
+def _map_json(value: Any, fn: TextFn, keep: frozenset[str] = frozenset(), by_key: bool = True) -> Any:
     """Every string value and long number mapped, but the words of a schema (strings under the keys in `keep`);
-    keys that are not plain identifiers are mapped too, each on its own."""
+    keys that are not plain identifiers are mapped too, each on its own. With `by_key`, each value's piece says
+    which keys it is under."""
     copy = json.loads(json.dumps(value))  # to write into, leaving the caller's value as it was
-    leaves: list[tuple[Any, Any, str, str]] = []  # container, key or index, label, text
-    _find_leaves(copy, keep, "", leaves)
+    leaves: list[_Leaf] = []
+    _find_leaves(copy, keep, "", (), leaves)
     lines, pieces, offset = [], [], 0
-    for _, _, label, text in leaves:
-        pieces.append((offset + len(label), offset + len(label) + len(text)))
-        lines.append(label + text)
-        offset += len(label) + len(text) + len(_LEAF_SEPARATOR)
-    for (container, key, _, text), mapped in zip(leaves, fn(_LEAF_SEPARATOR.join(lines), pieces) if leaves else []):
-        if mapped != text:
-            container[key] = mapped  # a number found to be personal becomes its placeholder string
+    for leaf in leaves:
+        start = offset + len(leaf.label)
+        keys = (leaf.path, leaf.siblings) if by_key else ((), frozenset())
+        pieces.append(Piece(start, start + len(leaf.text), *keys))
+        lines.append(leaf.label + leaf.text)
+        offset = start + len(leaf.text) + len(_LEAF_SEPARATOR)
+    for leaf, mapped in zip(leaves, fn(_LEAF_SEPARATOR.join(lines), pieces) if leaves else []):
+        if mapped != leaf.text:
+            leaf.container[leaf.key] = mapped  # a number found to be personal becomes its placeholder string
     return _map_keys(copy, fn)
 
 
 _LEAF_SEPARATOR = "\n\n"  # a blank line: address and name patterns do not run on across it
 
 
-def _find_leaves(value: Any, keep: frozenset[str], label: str, leaves: list) -> None:
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+@dataclass
+class _Leaf:
+    container: Any
+    key: Any  # or index
+    label: str
+    text: str
+    path: tuple[str, ...]
+    siblings: frozenset[str]
+
+
+def _find_leaves(value: Any, keep: frozenset[str], label: str, path: tuple[str, ...], leaves: list[_Leaf]) -> None:
+    in_object = isinstance(value, dict)
+    items = value.items() if in_object else enumerate(value) if isinstance(value, list) else []
+    keys = frozenset(_normalized(k) for k in value) if in_object else frozenset()
     for key, item in items:
-        schema_word = isinstance(value, dict) and key in keep
-        item_label = _label(key) if isinstance(value, dict) else label
+        schema_word = in_object and key in keep
+        item_label = _label(key) if in_object else label
+        item_path = path + (_normalized(key),) if in_object else path
+        siblings = keys - {item_path[-1]} if in_object else frozenset()
         if isinstance(item, str) and item and not schema_word:
-            leaves.append((value, key, item_label, item))
+            leaves.append(_Leaf(value, key, item_label, item, item_path, siblings))
         elif isinstance(item, (int, float)) and not isinstance(item, bool) and _long_number(item):
-            leaves.append((value, key, item_label, str(item)))
+            leaves.append(_Leaf(value, key, item_label, str(item), item_path, siblings))
         elif isinstance(item, dict) or (isinstance(item, list) and not schema_word):
-            _find_leaves(item, keep, item_label, leaves)  # a property called `name` is scanned like any other
+            _find_leaves(item, keep, item_label, item_path, leaves)  # a property called `name` is scanned too
 
 
 def _long_number(number: int | float) -> bool:

@@ -34,6 +34,9 @@ class ScrubConfig:
 
     processes: int = 2  # Presidio worker processes; 0 analyzes in the run's own process (no time-out then)
     batch_size: int = 64  # texts per spaCy batch
+    # spaCy's NER: "en_core_web_md" finds more names than "en_core_web_sm" (bench/pii_eval.py --compare)
+    spacy_model: str = "en_core_web_md"
+    rampart: bool = True  # the Rampart PII token classifier beside spaCy: most of the names spaCy misses
     max_text_chars: int = 100_000  # a longer text is not analyzed: its call is quarantined
     timeout_s: float = 300.0  # for one batch of texts in a worker; past it, its texts are tried one by one
     text_timeout_s: float = 60.0  # for one text tried on its own; its call is quarantined past it
@@ -42,6 +45,26 @@ class ScrubConfig:
     deny_lists: dict[str, list[str]] = field(default_factory=dict)  # entity type -> values always removed
     patterns: dict[str, list[str]] = field(default_factory=dict)  # entity type -> regexes always removed
     allow: list[str] = field(default_factory=list)  # regexes of whole values never removed (order ids, SKUs)
+    # entity type -> JSON keys whose values (at any depth under them) are removed whatever the detectors say
+    personal_keys: dict[str, list[str]] = field(default_factory=lambda: {
+        "PERSON": ["first_name", "last_name", "middle_name", "full_name", "given_name", "family_name", "surname",
+                   "maiden_name", "passenger_name", "customer_name", "contact_name", "cardholder_name", "holder_name",
+                   "guest_name", "traveler_name", "patient_name"],
+        "USER_ID": ["user_id", "username", "user_name", "login", "screen_name", "handle"],
+        "EMAIL_ADDRESS": ["email", "email_address", "e_mail"],
+        "DATE_OF_BIRTH": ["dob", "date_of_birth", "birth_date", "birthdate", "birthday"],
+        "PHONE_NUMBER": ["phone", "phone_number", "mobile", "telephone"],
+        "STREET_ADDRESS": ["address", "address1", "address2", "address_line1", "address_line2", "street",
+                           "street_address", "home_address", "zip", "zip_code", "postal_code", "postcode"],
+    })
+    # a `name` in an object with one of these keys, or under one, is a person's name (a product's `name` is not)
+    person_records: list[str] = field(default_factory=lambda: [
+        "passenger", "passengers", "user", "users", "customer", "customers", "contact", "contacts", "traveler",
+        "travelers", "travellers", "guest", "guests", "member", "members", "employee", "employees", "patient",
+        "patients", "person", "people", "owner", "author", "assignee", "sender", "recipient", "recipients",
+        "attendees", "driver", "beneficiary", "dependents", "profile", "user_id", "email", "dob", "date_of_birth",
+        "phone", "first_name", "last_name",
+    ])
     vault_key: str = ""  # a Fernet key: keep each call's placeholder -> value mapping, encrypted; empty keeps none
 
 

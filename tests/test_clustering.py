@@ -87,3 +87,10 @@ def test_large_inputs_clustered_on_a_sample_still_label_every_row(blobs: tuple[n
     labels = cluster(embeddings, ClusterConfig(sample=200))
     assert len(labels) == len(truth)
     assert adjusted_rand_score(truth, labels) > 0.95
+
+
+def test_keywords_are_words_and_tool_names_never_placeholders_or_ids():
+    texts = ["get_user_details for <USER_ID_1> booking KP8KZY refund"] * 3 + ["weather in <LOCATION_1> today"] * 3
+    words = keywords(texts, np.array([0, 0, 0, 1, 1, 1]))
+    assert "get_user_details" in words[0] and "refund" in words[0]
+    assert not any(any(c.isdigit() for c in w) for w in words[0] + words[1])

@@ -68,7 +68,7 @@ def test_collect_and_scrub_materialize_their_tables_in_the_warehouse(tmp_path):
     ]
     assert table(settings, "select entity_type, count from pii_audit") == [("EMAIL_ADDRESS", 1)]
     [(step, line, reason, excerpt)] = table(settings, "select step, source_line, reason, excerpt from quarantine")
-    assert (step, line, reason) == ("collect", 4, "malformed JSON: Expecting ',' delimiter (at character 59)")
+    assert (step, line, reason) == ("collect", 4, "malformed JSON (Expecting ',' delimiter at character 59)")
     assert "jane.doe" not in excerpt and "<EMAIL_ADDRESS_1>" in excerpt
     events = [m for m in result.get_asset_materialization_events() if m.asset_key.path == ["raw_calls"]]
     assert sorted(e.partition for e in events) == ["2025-11-04", "2025-11-05"]

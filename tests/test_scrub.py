@@ -216,3 +216,68 @@ def test_a_call_whose_json_is_too_deep_is_quarantined_and_the_others_scrubbed():
     result = scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0))
     assert list(result.clean_calls["call_id"]) == ["c1"]
     assert result.quarantine["reason"].str.startswith("scrub failed").all()
+
+
+def user_text(result, row: int = 0) -> str:
+    return user_text_of(result.clean_calls.to_dict("records")[row])
+
+
+def user_text_of(clean: dict) -> str:
+    return json.loads(clean["messages"])[1]["content"]
+
+
+def test_a_value_found_once_is_removed_wherever_else_the_call_has_it_and_so_are_the_words_of_a_name():
+    # the detector sees "Alice Smith" in the reply only; the user wrote it in lower case, and "Smith" alone later
+    first = call("c1", "this is alice smith. Mrs Smith, that is.", reply="Hello Alice Smith")
+
+    result = scrub_calls(raw(first), RegexAnalyzer(), ScrubConfig(processes=0))
+
+    assert user_text(result) == "this is <PERSON_1>. Mrs <PERSON_2>, that is."
+    assert result.clean_calls.iloc[0]["response_text"] == "Hello <PERSON_3>"
+    assert "Propagation" in set(result.pii_audit["recognizer"])
+
+
+def test_an_identifier_made_from_a_found_name_is_replaced_whole_in_text_arguments_and_tool_results():
+    first = call("c1", "Alice Smith here, my user id is alice_smith_1234.",
+                 tool_result={"user_id": "alice_smith_1234", "note": "account of alice.smith"},
+                 arguments={"account": "alice_smith_1234"})
+
+    [clean] = scrub_calls(raw(first), RegexAnalyzer(), ScrubConfig(processes=0)).clean_calls.to_dict("records")
+
+    text = clean["messages"] + clean["response_tool_calls"]
+    assert "alice" not in text.lower() and "smith" not in text.lower()
+    assert json.loads(json.loads(clean["messages"])[3]["content"])["user_id"] == "<USER_ID_1>"
+    assert json.loads(clean["response_tool_calls"])[0]["arguments"]["account"] == "<USER_ID_1>"
+
+
+def test_values_under_personal_keys_go_whatever_the_detector_says_and_a_products_name_stays():
+    passengers = {"passengers": [{"first_name": "Aarav", "last_name": "Garcia", "dob": "1990-01-02"},
+                                 {"first_name": "Noah", "last_name": "Hernandez", "dob": "1985-05-06"}],
+                  "user": {"name": "Mia Li"}, "items": [{"name": "Wireless Mouse", "price": 20}]}
+    first = call("c1", "Who is on it?", tool_result=passengers, reply="Aarav Garcia and noah hernandez; Mia Li booked.")
+
+    [clean] = scrub_calls(raw(first), RegexAnalyzer(), ScrubConfig(processes=0)).clean_calls.to_dict("records")
+
+    result = json.loads(json.loads(clean["messages"])[3]["content"])
+    assert result["passengers"][1] == {"first_name": "<PERSON_3>", "last_name": "<PERSON_4>", "dob": "<DATE_OF_BIRTH_2>"}
+    assert result["user"]["name"].startswith("<PERSON_")
+    assert result["items"][0]["name"] == "Wireless Mouse"
+    for value in ("Aarav", "Garcia", "noah", "hernandez", "Mia", "Li "):
+        assert value not in clean["response_text"]
+
+
+def test_the_schema_of_a_tool_and_tool_names_keep_their_words():
+    first = call("c1", "Alice Smith: run it for alice_smith", arguments={"q": "x"})
+    [clean] = scrub_calls(raw(first), RegexAnalyzer(), ScrubConfig(processes=0)).clean_calls.to_dict("records")
+    [tool] = json.loads(clean["tools"])
+    assert tool["function"]["name"] == "lookup_customer"
+    assert tool["function"]["parameters"] == json.loads(first["tools"])[0]["function"]["parameters"]
+    assert json.loads(clean["response_tool_calls"])[0]["name"] == "lookup_customer"
+    assert user_text_of(clean) == "<PERSON_1>: run it for <USER_ID_1>"
+
+
+def test_with_the_session_scope_a_name_found_in_a_later_call_is_removed_from_an_earlier_one():
+    calls = raw(call("c1", "it is smith again", session="s9"), call("c2", "Alice Smith", session="s9"))
+    result = scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0, scope="session"))
+    assert user_text(result, 0) == "it is <PERSON_1> again"
+    assert "smith" in user_text(scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0)), 0)

@@ -129,14 +129,12 @@ def test_deployment_deny_lists_and_patterns_are_scrubbed():
     assert json.loads(result.clean_calls.iloc[0]["messages"])[1]["content"] == "<PERSON_1> asked about <ACCOUNT_NUMBER_1>."
 
 
-def test_allowed_values_are_kept_but_only_when_they_match_whole(analyzer):
+def test_allowed_values_are_kept_but_only_when_they_match_whole():
     text = "To whom it may concern: my order AC-560943 (Glacier trekking poles). - Jonathon Allen"
-    scrubbed = lambda config, analyzer: json.loads(  # noqa: E731
-        scrub_calls(raw(call("c1", text)), analyzer, config).clean_calls.iloc[0]["messages"]
-    )[1]["content"]
-    assert "AC-560943" not in scrubbed(ScrubConfig(processes=0), analyzer)  # spaCy's small model takes it for a name
-    allowed = ScrubConfig(processes=0, allow=[r"AC-\d{6}", "Allen"])
-    assert scrubbed(allowed, LocalAnalyzer(allowed)) == (
+    # spaCy's small model takes the order id for a name
+    allowed = ScrubConfig(processes=0, spacy_model="en_core_web_sm", rampart=False, allow=[r"AC-\d{6}", "Allen"])
+    [clean] = scrub_calls(raw(call("c1", text)), LocalAnalyzer(allowed), allowed).clean_calls.to_dict("records")
+    assert json.loads(clean["messages"])[1]["content"] == (
         "To whom it may concern: my order AC-560943 (Glacier trekking poles). - <PERSON_1>"
     )
 
@@ -146,3 +144,35 @@ def test_a_finding_inside_an_allowed_value_is_dropped():
     text = "Order AC-397848, or call 397848."
     [clean] = scrub_calls(raw(call("c1", text)), LocalAnalyzer(config), config).clean_calls.to_dict("records")
     assert json.loads(clean["messages"])[1]["content"] == "Order AC-397848, or call <PHONE_NUMBER_1>."
+
+
+def test_names_in_replies_later_names_of_a_list_and_ids_made_from_names_are_gone(analyzer):
+    user = "hi, this is aarav garcia. My user id is aarav_garcia_4821, booking 8JX2WO."
+    tool_result = {"user_id": "aarav_garcia_4821", "passengers": [
+        {"first_name": "Aarav", "last_name": "Garcia", "dob": "1990-01-02"},
+        {"first_name": "Noah", "last_name": "Hernandez", "dob": "1985-05-06"}]}
+    reply = ("Passengers: - Aarav Garcia, DOB: 1990-01-02 - Noah Hernandez, DOB: 1985-05-06. "
+             "Thank you, Aarav; Noah is on it too. There is one more passenger: Mia Kowalczyk.")
+    [clean] = scrub_calls(raw(call("c1", user, tool_result=tool_result, reply=reply)), analyzer,
+                          ScrubConfig(processes=0)).clean_calls.to_dict("records")
+    text = clean["messages"] + clean["response_text"]
+    for value in ("aarav", "garcia", "Noah", "Hernandez", "Mia", "Kowalczyk", "4821", "1985-05-06"):
+        assert value.lower() not in text.lower()
+    assert "8JX2WO" in text  # a booking code is nobody's name
+
+
+
+
+def _start_without_models(config):
+    raise FileNotFoundError("the Rampart model files are missing")
+
+
+def test_a_detector_that_cannot_load_quarantines_every_call():
+    config = ScrubConfig(processes=1, timeout_s=5, text_timeout_s=2)
+    analyzer = PooledAnalyzer(config, start=_start_without_models)
+    try:
+        result = scrub_calls(raw(call("c1", "hello Aarav"), call("c2", "bye")), analyzer, config)
+    finally:
+        analyzer.close()
+    assert result.clean_calls.empty and len(result.quarantine) == 2
+    assert all(reason.startswith("scrub") for reason in result.quarantine["reason"])
