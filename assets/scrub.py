@@ -90,6 +90,8 @@ def scrub_assets(days: PartitionsDefinition) -> AssetsDefinition:
                 "reconciliation": f"{stats.calls} raw = {stats.clean} clean + {stats.quarantined} quarantined",
                 "texts": stats.texts,
                 "distinct_texts_analyzed": stats.distinct_texts,
+                "verification_failures": stats.verification_failures,
+                "verification_seconds": round(stats.verification_seconds, 2),
                 "seconds": round(stats.seconds, 2),
                 "calls_per_second": round(stats.calls / stats.seconds, 1) if stats.seconds else 0.0,
             },

@@ -17,6 +17,11 @@ recognizer fetches the public-suffix list otherwise); the tests and bench/pii_ev
 
 from __future__ import annotations
 
+import base64
+import math
+import string
+from collections import Counter
+
 import regex
 
 from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
@@ -131,6 +136,72 @@ def _secret_recognizers() -> list[PatternRecognizer]:
         global_regex_flags=_CASE_SENSITIVE,
     )
     return [api_keys, aws_secret, private_key, password]
+
+
+class _HighEntropyRecognizer(PatternRecognizer):
+    """A bare secret: a long token of base64 or hex characters as random as a key, which counts only near a
+    credential word ("Use this credential: wJalr…"). The rules of detect-secrets' high-entropy plugins: Shannon
+    entropy over 4.5 bits a character for base64, over 3.0 for hex. Order numbers, words joined by underscores and
+    git hashes (hex, 40 characters) are not that random; a hash beside the word "key" is (a price worth paying)."""
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        # None keeps the pattern's low score, for a credential word to lift (True would make it certain)
+        hex_only = all(c in string.hexdigits for c in pattern_text)
+        return None if _entropy(pattern_text) > (3.0 if hex_only else 4.5) else False
+
+
+def _entropy(text: str) -> float:
+    counts = Counter(text)
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
+
+
+class _EncodedSecretRecognizer(PatternRecognizer):
+    """An e-mail or key hidden in base64 ("amFuZS5kb2VAZXhhbXBsZS5jb20="): the token counts when it decodes to one."""
+
+    def validate_result(self, pattern_text: str) -> bool:
+        try:
+            decoded = base64.b64decode(pattern_text + "=" * (-len(pattern_text) % 4), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return _EMAIL.search(decoded) is not None or _KEY_PREFIX.search(decoded) is not None
+
+
+_EMAIL = regex.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_KEY_PREFIX = regex.compile(r"\b(?:sk-|AKIA|ghp_|github_pat_|xox[abposr]-)")
+_CREDENTIAL_WORDS = ["credential", "secret", "key", "token", "password", "passwd", "apikey", "auth", "private"]
+
+
+def _disguised_recognizers() -> list[PatternRecognizer]:
+    """Secrets and e-mails written so that the usual patterns miss them."""
+    at, dot = r"[ \t]*(?:\(at\)|\[at\]|\bat\b)[ \t]*", r"[ \t]*(?:\(dot\)|\[dot\]|\bdot\b)[ \t]*"
+    return [
+        PatternRecognizer(
+            supported_entity="EMAIL_ADDRESS",
+            name="DisguisedEmailRecognizer",
+            patterns=[
+                # jane.doe at example dot com, jane (at) example (dot) co (dot) uk
+                Pattern("at and dot", rf"\b[\w.+-]+{at}[\w-]+(?:(?:{dot}|\.)[\w-]+)*{dot}[a-z]{{2,12}}\b", 0.7),
+                Pattern("URL-encoded", r"\b[\w.+-]+%40[\w-]+(?:\.[\w-]+)+", 0.9),
+            ],
+            global_regex_flags=regex.IGNORECASE | regex.DOTALL | regex.MULTILINE,
+        ),
+        _EncodedSecretRecognizer(
+            supported_entity="API_KEY",
+            name="EncodedSecretRecognizer",
+            patterns=[Pattern("base64", r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])", 0.9)],
+            global_regex_flags=_CASE_SENSITIVE,
+        ),
+        _HighEntropyRecognizer(
+            supported_entity="API_KEY",
+            name="HighEntropySecretRecognizer",
+            patterns=[
+                Pattern("base64 token", r"(?<![\w+/=-])[A-Za-z0-9+/_-]{20,}={0,2}(?![\w+/=-])", 0.2),
+                Pattern("hex token", r"(?<![\w-])[0-9a-fA-F]{24,}(?![\w-])", 0.2),
+            ],
+            context=_CREDENTIAL_WORDS,
+            global_regex_flags=_CASE_SENSITIVE,
+        ),
+    ]
 
 
 # Address grammar: a house number, a street name and a street type (either order), a unit, then up to six more
@@ -375,7 +446,7 @@ def build_analyzer(
         if set(r.supported_entities) & set(ENTITIES) and not isinstance(r, (CreditCardRecognizer, SpacyRecognizer))
     ]
     for recognizer in (
-        _secret_recognizers() + _address_recognizers()
+        _secret_recognizers() + _disguised_recognizers() + _address_recognizers()
         + [_date_of_birth_recognizer(), _phone_recognizer(), _credit_card_recognizer(), _person_recognizer(),
            _NamedEntityRecognizer(supported_entities=["PERSON", "LOCATION", "NRP"], name="SpacyRecognizer")]
         + _configured_recognizers(deny_lists, patterns)
@@ -390,3 +461,24 @@ def build_analyzer(
         # Labels often follow the value in logs and forms ("416 60 039 office", "1990-01-02 (DOB)").
         context_aware_enhancer=LemmaContextAwareEnhancer(context_prefix_count=5, context_suffix_count=2),
     )
+
+
+class Verifier:
+    """The last, cheap pass over what step 2 wrote: the recognizers that need no NER and no context word (keys,
+    tokens, private keys, passwords, e-mails, cards, IBANs, the deployment's own lists and patterns), on each
+    finished text. What they still find there is a value that got through."""
+
+    def __init__(self, deny_lists: dict[str, list[str]] | None = None, patterns: dict[str, list[str]] | None = None):
+        from presidio_analyzer.predefined_recognizers import EmailRecognizer, IbanRecognizer
+
+        recognizers = _secret_recognizers() + _disguised_recognizers() + _configured_recognizers(deny_lists, patterns)
+        self._recognizers = recognizers + [_credit_card_recognizer(), EmailRecognizer(), IbanRecognizer()]
+
+    def findings(self, text: str) -> list[tuple[str, int, int]]:
+        """(entity type, start, end) of each value found with a score that needs no context."""
+        return [
+            (r.entity_type, r.start, r.end)
+            for recognizer in self._recognizers
+            for r in recognizer.analyze(text, recognizer.supported_entities, None)
+            if r.score >= _SCORE_THRESHOLD
+        ]

@@ -61,6 +61,8 @@ class ScrubStats:
     texts: int = 0
     distinct_texts: int = 0
     seconds: float = 0.0
+    verification_failures: int = 0  # scrubbed calls in which the last pass still found something: quarantined
+    verification_seconds: float = 0.0
     entities: dict[str, int] = field(default_factory=dict)
     recognizers: dict[str, int] = field(default_factory=dict)
 
@@ -163,6 +165,13 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
             {"call_id": call["call_id"], "called_at": call["called_at"], "entity_type": k, "recognizer": r, "count": n}
             for (k, r), n in sorted(counts.items())
         ]
+    verified = time.perf_counter()
+    clean, failed = _verified(clean, config)
+    stats.verification_seconds = time.perf_counter() - verified
+    stats.verification_failures = len(failed)
+    quarantine += [_quarantine_row(call, reason) for call, reason in failed]
+    audit = [row for row in audit if row["call_id"] not in {call["call_id"] for call, _ in failed}]
+    sealed = [row for row in sealed if row["call_id"] not in {call["call_id"] for call, _ in failed}]
     stats.clean, stats.quarantined = len(clean), len(quarantine)
     stats.entities = _totals(audit, "entity_type")
     stats.recognizers = _totals(audit, "recognizer")
@@ -383,6 +392,37 @@ def _normalized(key: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|[-.\s]+", "_", key).lower()
 
 
+def _verified(clean: list[dict], config: ScrubConfig) -> tuple[list[dict], list[tuple[dict, str]]]:
+    """The scrubbed calls in which the verifier finds nothing, and the others with the reason (each distinct text
+    is checked once)."""
+    from pipeline.recognizers import Verifier
+
+    verifier = Verifier(config.deny_lists, config.patterns)
+    allowed = re.compile("|".join(f"(?:{p})" for p in config.allow)) if config.allow else None
+    seen: dict[str, list[str]] = {}
+
+    def left_in(text: str) -> list[str]:
+        if text not in seen:
+            spans = [m.span() for m in allowed.finditer(text)] if allowed else []
+            seen[text] = sorted({
+                kind for kind, start, end in verifier.findings(text)
+                if not any(a <= start and end <= b for a, b in spans) and not _PLACEHOLDER.fullmatch(text[start:end])
+            })
+        return seen[text]
+
+    passed, failed = [], []
+    for call in clean:
+        kinds = sorted({kind for text in call_texts(call) for kind in left_in(text)})
+        if kinds:
+            failed.append((call, f"scrub verification: {', '.join(kinds)} still found after scrubbing"))
+        else:
+            passed.append(call)
+    return passed, failed
+
+
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
+
+
 def _scope(call: dict, config: ScrubConfig) -> tuple[str, Any]:
     """What placeholders and found values are shared by: the call, or its session."""
     if config.scope == "session" and not pd.isna(call["session_id"]):
@@ -479,7 +519,17 @@ def _map_arguments(arguments: Any, fn: TextFn) -> Any:
 
 
 def _map_text(text: str, fn: TextFn) -> str:
+    text = _visible(text)
     return fn(text, [Piece(0, len(text))])[0]
+
+
+# Characters that show as nothing: a key split by one (sk-pro\u200bj-…) matches no pattern. They are dropped from
+# every text step 2 writes.
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]")
+
+
+def _visible(text: str) -> str:
+    return _INVISIBLE.sub("", text)
 
 
 def _map_tool_name(name: str, fn: TextFn) -> str:
@@ -541,6 +591,8 @@ def _find_leaves(value: Any, keep: frozenset[str], label: str, path: tuple[str, 
         item_path = path + (_normalized(key),) if in_object else path
         siblings = keys - {item_path[-1]} if in_object else frozenset()
         if isinstance(item, str) and item and not schema_word:
+            if (visible := _visible(item)) != item:
+                value[key] = item = visible
             leaves.append(_Leaf(value, key, item_label, item, item_path, siblings))
         elif isinstance(item, (int, float)) and not isinstance(item, bool) and _long_number(item):
             leaves.append(_Leaf(value, key, item_label, str(item), item_path, siblings))

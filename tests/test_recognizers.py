@@ -107,3 +107,23 @@ def test_organizations_are_not_reported(analyzer: AnalyzerEngine) -> None:
     text = "Microsoft and Acme Corporation signed a deal with the United Nations."
     assert "ORGANIZATION" not in found(analyzer, text)
     assert "ORGANIZATION" not in ENTITIES
+
+
+@pytest.mark.parametrize("text, secret", [
+    ("Use this credential: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY and deploy.", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    ("write to jane.doe at example dot com please", "jane.doe at example dot com"),
+    ("contact=jane.doe%40example.com", "jane.doe%40example.com"),
+    ("the token is amFuZS5kb2VAZXhhbXBsZS5jb20=", "amFuZS5kb2VAZXhhbXBsZS5jb20="),
+])
+def test_bare_encoded_and_disguised_secrets_are_found(analyzer, text, secret):
+    assert secret in {text[r.start:r.end] for r in analyzer.analyze(text, language="en")}
+
+
+@pytest.mark.parametrize("text", [
+    "request 9f1c2e7a-4b3d-8f60-a1b2-c3d4e5f60718 for order ORD-2026-11-000123",
+    "commit 3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39 fixed the parser",
+    "sku ABC_DEF_GHI_123456, shipment 1Z999AA10123456784",
+    "Meet me at home, and dot the i's.",
+])
+def test_ids_and_hashes_without_a_credential_word_are_not_secrets(analyzer, text):
+    assert not [r for r in analyzer.analyze(text, language="en") if r.entity_type in ("API_KEY", "EMAIL_ADDRESS")]

@@ -281,3 +281,12 @@ def test_with_the_session_scope_a_name_found_in_a_later_call_is_removed_from_an_
     result = scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0, scope="session"))
     assert user_text(result, 0) == "it is <PERSON_1> again"
     assert "smith" in user_text(scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0)), 0)
+
+
+def test_characters_that_show_as_nothing_are_dropped_so_a_split_value_is_found():
+    hidden = "alice@exa\u200bmple.com"
+    first = call("c1", f"mail {hidden}", tool_result={"contact": hidden}, reply=f"sent to {hidden}")
+    [clean] = scrub_calls(raw(first), RegexAnalyzer(), ScrubConfig(processes=0)).clean_calls.to_dict("records")
+    assert "\u200b" not in clean["messages"] + clean["response_text"]
+    assert user_text_of(clean) == "mail <EMAIL_ADDRESS_1>"
+    assert json.loads(json.loads(clean["messages"])[3]["content"]) == {"contact": "<EMAIL_ADDRESS_1>"}

@@ -84,17 +84,19 @@ def test_presidio_in_a_worker_process_scrubs_as_it_does_in_this_one(analyzer):
 
 
 class _SlowOnPurpose:
-    """A worker's analyzer that takes 30 s on a text saying "slow", and dies on one saying "die"."""
+    """A worker's analyzer that takes 30 s on a text saying "slow", dies on one saying "die", and finds e-mails."""
 
     def analyze(self, texts):
         import os
+        import re
         import time
 
         if any("die" in text for text in texts):
             os._exit(3)
         if any("slow" in text for text in texts):
             time.sleep(30)
-        return [[] for _ in texts]
+        emails = re.compile(r"[\w.]+@[\w.]+\.\w+")
+        return [[("EMAIL_ADDRESS", m.start(), m.end(), 1.0, "Fake") for m in emails.finditer(t)] for t in texts]
 
 
 def _start_slow_worker(config):
@@ -176,3 +178,16 @@ def test_a_detector_that_cannot_load_quarantines_every_call():
         analyzer.close()
     assert result.clean_calls.empty and len(result.quarantine) == 2
     assert all(reason.startswith("scrub") for reason in result.quarantine["reason"])
+
+
+class _MissesEmails:
+    def analyze(self, texts):
+        return [[] for _ in texts]
+
+
+def test_what_the_detectors_let_through_is_caught_by_the_last_pass_and_quarantined():
+    calls = raw(call("c1", "my key is sk-proj-4fJ9kL2mN8pQ1rS5tU7vW3xY6zA0bC9dE2fG4hJ6kL8mN1pQ"), call("c2", "hello"))
+    result = scrub_calls(calls, _MissesEmails(), ScrubConfig(processes=0, allow=[r"alice\.smith@example\.com"]))
+    assert list(result.clean_calls["call_id"]) == ["c2"]
+    assert result.stats.verification_failures == 1 and result.stats.reconciles()
+    assert result.quarantine["reason"].tolist() == ["scrub verification: API_KEY still found after scrubbing"]
