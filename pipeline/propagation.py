@@ -42,6 +42,11 @@ _TOKEN = regex.compile(r"(?<![\w.+-])[\p{L}\d][\w.+-]*[\p{L}\d](?![\w+-]|\.\w)")
 _PART = regex.compile(r"\p{Lu}?\p{Ll}+|\p{Lu}+(?!\p{Ll})")
 
 
+def name_words(name: str) -> list[str]:
+    """The identifying words of a name: "Dr. Noah van Hernandez" -> ["Noah", "Hernandez"]."""
+    return [word for word in _NAME_WORD.findall(name) if word.lower() not in _NOT_A_NAME_WORD]
+
+
 class Known:
     """The values found in one scope, and where else in its texts they are."""
 
@@ -57,11 +62,10 @@ class Known:
             return
         self._remember(kind, value)
         if kind == "PERSON":
-            for word in _NAME_WORD.findall(value):
-                if word.lower() not in _NOT_A_NAME_WORD:
-                    self._remember(kind, word)
-                    if word.lower() not in _EVERYDAY_WORDS:
-                        self._name_words.add(word.lower())
+            for word in name_words(value):
+                self._remember(kind, word)
+                if word.lower() not in _EVERYDAY_WORDS:
+                    self._name_words.add(word.lower())
         self._pattern = None
 
     def _remember(self, kind: str, value: str) -> None:

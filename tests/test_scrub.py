@@ -228,12 +228,13 @@ def user_text_of(clean: dict) -> str:
 
 def test_a_value_found_once_is_removed_wherever_else_the_call_has_it_and_so_are_the_words_of_a_name():
     # the detector sees "Alice Smith" in the reply only; the user wrote it in lower case, and "Smith" alone later
-    first = call("c1", "this is alice smith. Mrs Smith, that is.", reply="Hello Alice Smith")
+    first = call("c1", "this is alice smith. Mrs Smith, that is.", reply="Hello Alice Smith, and Bob Jones")
 
     result = scrub_calls(raw(first), RegexAnalyzer(), ScrubConfig(processes=0))
 
-    assert user_text(result) == "this is <PERSON_1>. Mrs <PERSON_2>, that is."
-    assert result.clean_calls.iloc[0]["response_text"] == "Hello <PERSON_3>"
+    # one person, one placeholder, however much of the name is written
+    assert user_text(result) == "this is <PERSON_1>. Mrs <PERSON_1>, that is."
+    assert result.clean_calls.iloc[0]["response_text"] == "Hello <PERSON_1>, and <PERSON_2>"
     assert "Propagation" in set(result.pii_audit["recognizer"])
 
 
@@ -290,3 +291,10 @@ def test_characters_that_show_as_nothing_are_dropped_so_a_split_value_is_found()
     assert "\u200b" not in clean["messages"] + clean["response_text"]
     assert user_text_of(clean) == "mail <EMAIL_ADDRESS_1>"
     assert json.loads(json.loads(clean["messages"])[3]["content"]) == {"contact": "<EMAIL_ADDRESS_1>"}
+
+
+def test_a_first_name_in_the_reply_reads_as_the_person_the_tool_result_named():
+    first = call("c1", "where is my order?", tool_result={"customer": {"name": "Alice Smith"}}, reply="Hi Alice!")
+    [clean] = scrub_calls(raw(first), RegexAnalyzer(), ScrubConfig(processes=0)).clean_calls.to_dict("records")
+    assert json.loads(json.loads(clean["messages"])[3]["content"]) == {"customer": {"name": "<PERSON_1>"}}
+    assert clean["response_text"] == "Hi <PERSON_1>!"
