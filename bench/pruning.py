@@ -61,7 +61,7 @@ HELD_OUT_SCORED = 24
 
 
 def collect(path: Path) -> pd.DataFrame:
-    files = [LogFile(path, path.name, path.name, datetime(2026, 11, 2))]
+    files = [LogFile(path, path.name, path.name, datetime(2026, 11, 2), path.stat().st_size)]
     return assemble(files, [parse_log_file(path, 64 * 2**20)]).calls
 
 

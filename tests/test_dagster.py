@@ -73,8 +73,8 @@ def test_collect_and_scrub_materialize_their_tables_in_the_warehouse(tmp_path):
     events = [m for m in result.get_asset_materialization_events() if m.asset_key.path == ["raw_calls"]]
     assert sorted(e.partition for e in events) == ["2025-11-04", "2025-11-05"]
     metadata = events[0].materialization.metadata
-    assert metadata["reconciliation"].value == (
-        "4 records read, 0 unaccounted; 4 on these days = 2 kept + 1 duplicates + 1 quarantined"
+    assert metadata["reconciliation"].value.endswith(
+        " bytes read, 0 unread; 4 records read, 0 unaccounted; 4 on these days = 2 kept + 1 duplicates + 1 quarantined"
     )
 
 

@@ -269,7 +269,7 @@ def test_long_mode_writes_agent_conversations_whose_calls_repeat_a_long_policy_a
     assert write_long_logs(tmp_path / "again", conversations=12).read_bytes() == path.read_bytes()
     transcripts = [json.loads(line) for line in path.read_text().splitlines()]
     turns = sum(m["role"] == "assistant" for t in transcripts for m in t["messages"])
-    collection = assemble([LogFile(path, path.name, path.name, datetime(2026, 11, 2))], [parse_log_file(path, 2**24)])
+    collection = assemble([LogFile(path, path.name, path.name, datetime(2026, 11, 2), path.stat().st_size)], [parse_log_file(path, 2**24)])
     calls = collection.calls.to_dict("records")
 
     assert len(calls) == turns and collection.stats.quarantined == 0  # one call per assistant turn
