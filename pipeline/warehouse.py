@@ -52,8 +52,9 @@ QUARANTINE = {
 }
 TASKS = {
     "task_id": "string",
-    "title": "string",  # the task's top three keywords
+    "title": "string",  # what people read it by: `get_user_details call`, `reply: user / provide`
     "keywords": "string",  # JSON list
+    "kind": "string",  # the reply kind of its calls: `tool:<name>`, `json` or `text`
     "calls": "int64",
     "share_of_calls": "float64",
     "tokens": "int64",
@@ -62,10 +63,12 @@ TASKS = {
     "share_of_spend": "float64",
     "reply_types": "string",  # JSON {type: count}
     "tools": "string",  # JSON {tool: count} of the tools the replies call
-    "example": "string",  # the most central call's signature (scrubbed text)
+    "formed": "string",  # how step 3 formed it, in words: one tool, a split and its evidence, a label set
+    "example": "string",  # the most central call's signature, placeholders and id-like tokens masked
     "example_call_id": "string",
     "matched_from": "string",  # the previous cycle's task id this task continues; empty for a new task
     "similarity": "float64",  # centroid cosine to that previous task
+    "lineage": "string",  # "split from task-003", "merged from task-002, task-005"; empty when neither
     "centroid": "string",  # JSON list: what the next cycle matches against
 }
 PICKS = {
@@ -170,7 +173,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
                   "count": "int64"},
     "pii_vault": {"call_id": "string", "called_at": "datetime64[us]", "sealed": "string"},
     "quarantine": QUARANTINE,  # step 2: every step's quarantined records, excerpts scrubbed
-    "task_clusters": {"call_id": "string", "called_at": "datetime64[us]", "task_id": "string", "signature": "string"},
+    "task_clusters": {"call_id": "string", "called_at": "datetime64[us]", "task_id": "string", "signature": "string",
+                      "reason": "string"},  # why a call is `unassigned`; empty for the others
     "tasks": TASKS,
     "picks": PICKS,
     "adapters": ADAPTERS,
