@@ -37,3 +37,43 @@ def tiny_checkpoint(tmp_path_factory):
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
+
+
+# The servers `make test` starts (tests/services.sh); tests that need one skip where it is absent.
+POSTGRES = os.environ.get("SLM_TEST_POSTGRES")
+REDIS = os.environ.get("SLM_TEST_REDIS")
+
+
+@pytest.fixture
+def postgres_url():
+    """A new, empty database on the test PostgreSQL server, dropped afterwards."""
+    import uuid
+
+    import psycopg2
+
+    if not POSTGRES:
+        pytest.skip("no PostgreSQL server: SLM_TEST_POSTGRES is not set (`make test` starts one with tests/services.sh)")
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    server = psycopg2.connect(POSTGRES)
+    server.autocommit = True
+    server.cursor().execute(f"create database {name}")
+    try:
+        yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        server.cursor().execute(f"drop database {name} with (force)")
+        server.close()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    if not REDIS:
+        pytest.skip("no Redis server: SLM_TEST_REDIS is not set (`make test` starts one with tests/services.sh)")
+    return REDIS
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_url(request, tmp_path) -> str:
+    """The warehouse backends: a DuckDB file, and a PostgreSQL database."""
+    if request.param == "duckdb":
+        return str(tmp_path / "warehouse.duckdb")
+    return request.getfixturevalue("postgres_url")
