@@ -6,7 +6,8 @@
 - Celery workers on a Redis broker (`deploy/celery.yaml`), which run the steps of every run (SLM_EXECUTOR=celery);
 - a backfill of task partitions through `dagster job backfill`, as a person starts one.
 
-The fan-out benchmark (`bench/fanout.py`) and its test (`tests/test_fanout.py`) run on it; a person can too, to try the Celery executor on one machine.
+The fan-out benchmark (`bench/fanout.py`) and its test (`tests/test_fanout.py`) run on it; a person can too, to try
+the Celery executor on one machine.
 """
 
 from __future__ import annotations
