@@ -3,8 +3,9 @@
 # data in a temporary folder, and stops both afterwards whatever the command's outcome. The tests find them by
 # SLM_TEST_POSTGRES and SLM_TEST_REDIS; without those variables, the tests that need a server skip.
 #   tests/services.sh .venv/bin/python -m pytest
-# Debian's packages: postgresql and redis-server, installed here when missing and run as root (as CI is).
+# Debian's packages postgresql and redis-server are installed when missing (as root, which CI is).
 set -euo pipefail
+CALLER_DIR=$PWD
 
 install_missing() {  # command, Debian package
     command -v "$1" > /dev/null && return
@@ -26,6 +27,7 @@ fi
 install_missing redis-server redis-server
 
 DATA=$(mktemp -d -t slm-services.XXXXXX)
+cd "$DATA"  # the servers' user may not be allowed into the caller's folder
 # PostgreSQL refuses to run as root: then it runs as an unprivileged user, owning its folder.
 AS=()
 if [[ $(id -u) -eq 0 ]]; then
@@ -61,6 +63,7 @@ done
 export SLM_TEST_POSTGRES="postgresql://slm@127.0.0.1:$PG_PORT/postgres"
 export SLM_TEST_REDIS="redis://127.0.0.1:$REDIS_PORT/0"
 echo "services.sh: PostgreSQL on 127.0.0.1:$PG_PORT, Redis on 127.0.0.1:$REDIS_PORT"
+cd "$CALLER_DIR"
 set +e
 "$@"
 status=$?
