@@ -8,12 +8,15 @@ import signal
 import tempfile
 from pathlib import Path
 
-from orchestration.cluster import backfill, logs, make_cluster, most_at_once, running
 from demo.tiny import write_tiny_config, write_tiny_tasks
 from finetune.adapters import STAGING, _register, registry, train_task_adapter, versions
+from finetune.models import load_tokenizer
+from finetune.prompts import adapter_examples
+from orchestration.cluster import backfill, logs, make_cluster, most_at_once, running
 from pipeline.context import InputRule
 from pipeline.settings import TrainConfig
 from pipeline.warehouse import open_warehouse
+from test_finetune import QUEUES, call
 
 
 def test_a_backfill_of_task_partitions_runs_them_at_once_on_two_celery_workers_and_loses_nothing(
@@ -47,10 +50,6 @@ def test_a_backfill_of_task_partitions_runs_them_at_once_on_two_celery_workers_a
 
 
 def _examples(checkpoint):
-    from finetune.models import load_tokenizer
-    from finetune.prompts import adapter_examples
-    from test_finetune import QUEUES, call
-
     calls = [call(i, queue=QUEUES[i % 3]) for i in range(12)]
     return adapter_examples(load_tokenizer(checkpoint), calls, InputRule(), 2048)
 
