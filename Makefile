@@ -48,8 +48,9 @@ demo: install $(DAGSTER_HOME)/dagster.yaml $(DEMO_LOGS)
 dev: install $(DAGSTER_HOME)/dagster.yaml $(DEMO_LOGS)
 	$(VENV)/bin/dagster dev -w workspace.yaml
 
+# The tests' own PostgreSQL and Redis servers run for as long as the suite does (tests/services.sh).
 test: install
-	$(PY) -m pytest
+	tests/services.sh $(PY) -m pytest
 
 clean:
 	rm -rf $(SLM_HOME)

@@ -57,7 +57,7 @@ def tasks_assets(tasks: DynamicPartitionsDefinition) -> AssetsDefinition:
         context.instance.add_dynamic_partitions(tasks.name, new_ids)
 
         picture = task_map(embeddings, found.task_clusters["task_id"].tolist())
-        settings.report_file("task_map.png").write_bytes(picture)
+        settings.write_report("task_map.png", picture)
         unassigned = found.task_clusters[found.task_clusters["task_id"] == NOISE]
         context.log.info(
             f"{len(found.tasks)} tasks ({len(new_ids)} new) over {len(clean_calls)} calls; {len(unassigned)} unassigned"

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import re
+import uuid
 import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -156,7 +157,9 @@ def find_log_files(folder: Path, cache_dir: Path) -> LogFiles:
         modified = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).replace(tzinfo=None)
         found.files.append(LogFile(path, str(path.relative_to(folder)), known[2], modified, stat.st_size))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    memo_path.write_text(json.dumps(memo))
+    partial = memo_path.with_suffix(f".{uuid.uuid4().hex}.partial")  # runs at once never write the same file
+    partial.write_text(json.dumps(memo))
+    partial.replace(memo_path)
     return found
 
 
@@ -168,7 +171,7 @@ def read_log_file(file: LogFile, cache_dir: Path, max_line_bytes: int) -> tuple[
             return FileParse(**json.load(stream)), False
     parse = parse_log_file(file.path, max_line_bytes)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_suffix(".partial")
+    partial = cached.with_suffix(f".{uuid.uuid4().hex}.partial")
     with gzip.open(partial, "wt", encoding="utf-8") as stream:
         json.dump(asdict(parse), stream, default=_json_default)
     partial.replace(cached)  # a crash mid-write never leaves a half cache entry behind

@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import tokenize
+import uuid
 from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
@@ -207,8 +208,11 @@ class Settings:
     logs_dir: Path | None = None  # SLM_LOGS_DIR: the agent's log files; default SLM_HOME/logs
     first_day: date = date(2024, 1, 1)  # SLM_FIRST_DAY: the first daily partition; earlier calls are quarantined
     max_line_bytes: int = 4 * 1024 * 1024  # SLM_MAX_LINE_BYTES: a longer log line is quarantined
-    warehouse_url: str = ""  # SLM_WAREHOUSE: a DuckDB file; default SLM_HOME/warehouse.duckdb
-    executor: str = "multiprocess"  # SLM_EXECUTOR: multiprocess, in_process, or k8s (a pod per step)
+    # SLM_WAREHOUSE: a DuckDB file, or a PostgreSQL database (postgresql://user:password@host:port/db); default SLM_HOME/warehouse.duckdb
+    warehouse_url: str = ""
+    # SLM_EXECUTOR: multiprocess, in_process, celery (steps on Celery workers), or k8s (a pod per step)
+    executor: str = "multiprocess"
+    celery_broker: str = ""  # SLM_CELERY_BROKER: the Celery executor's broker and result store, e.g. redis://host:6379/0
     candidates_file: Path | None = None  # SLM_CANDIDATES: YAML of more candidate SLMs (see finetune/candidates.yaml)
     scrub: ScrubConfig = ScrubConfig()
     clustering: ClusterConfig = ClusterConfig()
@@ -243,6 +247,7 @@ class Settings:
             max_line_bytes=int(env.get("SLM_MAX_LINE_BYTES", defaults.max_line_bytes)),
             warehouse_url=env.get("SLM_WAREHOUSE", defaults.warehouse_url),
             executor=env.get("SLM_EXECUTOR", defaults.executor),
+            celery_broker=env.get("SLM_CELERY_BROKER", defaults.celery_broker),
             candidates_file=Path(env["SLM_CANDIDATES"]) if env.get("SLM_CANDIDATES") else None,
             **configs,
         )
@@ -277,6 +282,15 @@ class Settings:
         folder = self.home / "reports"
         folder.mkdir(parents=True, exist_ok=True)
         return folder / name
+
+    def write_report(self, name: str, content: str | bytes) -> Path:
+        """Write a report file whole: into a file of this run's own, then renamed over the old one, so that runs at
+        once never write the same file and a reader sees one report or the other."""
+        path = self.report_file(name)
+        partial = path.with_name(f".{name}.{uuid.uuid4().hex}.partial")
+        partial.write_bytes(content.encode() if isinstance(content, str) else content)
+        partial.replace(path)
+        return path
 
 
 def _yaml(path: str | None, variable: str) -> dict:

@@ -14,6 +14,7 @@ FORBIDDEN = {
     "pipeline": {
         "dagster",
         "dagster_k8s",
+        "dagster_celery",
         "finetune",
         "assets",
         "orchestration",
@@ -22,7 +23,7 @@ FORBIDDEN = {
         "transformers",
         "trl",
     },
-    "finetune": {"dagster", "dagster_k8s", "assets", "orchestration", "demo"},
+    "finetune": {"dagster", "dagster_k8s", "dagster_celery", "assets", "orchestration", "demo"},
     "assets": {"orchestration", "demo"},
     "orchestration": {"demo"},
 }

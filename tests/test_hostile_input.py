@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.collect import FileParse, LogFile, LogFolder, assemble, parse_log_file
 from pipeline.settings import Settings
-from pipeline.warehouse import DuckDBWarehouse
+from pipeline.warehouse import open_warehouse
 from test_collect import record, write_lines
 
 
@@ -57,12 +57,12 @@ def test_every_hostile_record_is_quarantined_with_a_reason_and_the_good_ones_are
     assert collection.stats.records_unaccounted == 0 and collection.stats.reconciles()
 
 
-def test_a_lone_surrogate_is_made_storable_and_the_call_reaches_the_warehouse(tmp_path):
+def test_a_lone_surrogate_is_made_storable_and_the_call_reaches_the_warehouse(tmp_path, warehouse_url):
     logs = folder_of(tmp_path)
     (logs.folder / "a.jsonl").write_text(json.dumps(record("broken \ud800 text", "fine")) + "\n")
 
     calls = logs.collect().calls
-    warehouse = DuckDBWarehouse(str(tmp_path / "warehouse.duckdb"))
+    warehouse = open_warehouse(warehouse_url)
     warehouse.write("raw_calls", calls)
 
     [stored] = warehouse.read("raw_calls")["messages"]
