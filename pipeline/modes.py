@@ -18,8 +18,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
+
+import pandas as pd
+
+from pipeline.warehouse import frame
 
 LLM, SHADOW, SLM, CANARY = "llm", "shadow", "slm", "canary"
 AUTO = "auto"  # set by hand: give the task back to the rule
@@ -81,6 +87,46 @@ def next_mode(current: Current | None, version: int, replaceable: bool, live: Li
         return SHADOW, f"replaceable: the LLM answers while live agreement is measured ({measured})"
     waiting = f", {min_pairs} needed" if current.mode == SHADOW else ""
     return current.mode, f"{measured}{waiting}"
+
+
+def task_kind(reply_types: str) -> str:
+    """tool, json or text: the reply kind most of a task's calls have (`tasks.reply_types`)."""
+    counts = json.loads(reply_types or "{}")
+    top = max(counts, key=counts.get) if counts else "text"
+    return "tool" if top.startswith("tool:") else top
+
+
+def plan_modes(tasks: pd.DataFrame, evaluations: pd.DataFrame, live: pd.DataFrame, previous: pd.DataFrame,
+               thresholds: Mapping[str, float], min_pairs: int, hand: Mapping[str, str], pinned: Mapping[str, str],
+               now: datetime) -> pd.DataFrame:
+    """The `serving_modes` rows: each task's mode after step 6's decision and its live agreement, the modes set by
+    hand (`auto` gives a task back to the rule) and, over all, the configuration's."""
+    promoted = evaluations[evaluations["promoted"].astype(bool)].set_index("task_id")
+    before = previous.set_index("task_id")
+    rows = []
+    for task in tasks.itertuples():
+        version = int(promoted.loc[task.task_id, "adapter_version"]) if task.task_id in promoted.index else 0
+        replaceable = bool(promoted.loc[task.task_id, "replaceable"]) if version else False
+        measured = live[(live["task_id"] == task.task_id) & (live["adapter_version"] == version)]
+        state = Live(int(measured["pairs"].iloc[0]), float(measured["agreement"].iloc[0])) if len(measured) else Live()
+        old = before.loc[task.task_id] if task.task_id in before.index else None
+        current = Current(old["mode"], int(old["adapter_version"]), old["set_by"]) if old is not None else None
+        mode, reason = next_mode(current, version, replaceable, state, thresholds[task_kind(task.reply_types)], min_pairs)
+        set_by = current.set_by if current is not None and current.set_by == HAND and mode == current.mode else RULE
+        if hand.get(task.task_id) == AUTO:
+            set_by = RULE
+        elif task.task_id in hand:
+            mode, reason, set_by = parse_mode(hand[task.task_id]), "set by hand", HAND
+        if task.task_id in pinned:
+            mode, reason, set_by = parse_mode(pinned[task.task_id]), "set in the configuration (serve.modes)", CONFIGURATION
+        changed = old is None or old["mode"] != mode
+        rows.append({
+            "task_id": task.task_id, "mode": mode, "adapter_version": version,
+            "offline_score": float(promoted.loc[task.task_id, "score"]) if version else math.nan,
+            "live_pairs": state.pairs, "live_agreement": state.agreement, "reason": reason, "set_by": set_by,
+            "changed_at": now if changed else old["changed_at"],
+        })
+    return frame("serving_modes", rows)
 
 
 @dataclass(frozen=True)

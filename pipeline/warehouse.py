@@ -188,6 +188,7 @@ SERVING_MODES = {  # what the gateway does with each task's calls
     "live_pairs": "int64",
     "live_agreement": "float64",
     "reason": "string",
+    "set_by": "string",  # rule, hand (the update_serving job's config) or configuration (serve.modes)
     "changed_at": "datetime64[us]",  # when the task last changed mode
 }
 
