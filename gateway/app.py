@@ -156,7 +156,7 @@ class Gateway:
         adapter_can = task is not None and task.adapter_version > 0 and _adapter_can_answer(request)
         self.metrics.routing.observe(time.perf_counter() - received)
         facts = dict(at=at, received=received, payload=payload, request=request, call=call, task=task, mode=mode,
-                     route=f"{route.reason} ({route.confidence:.2f})")
+                     task_id=route.task_id, route=f"{route.reason} ({route.confidence:.2f})")
         if adapter_can and self.rng.random() < adapter_share(mode):
             attempt = await self._adapter(task, call, request)
             if attempt.completion is not None:
@@ -258,7 +258,7 @@ class Gateway:
             self._spawn(self._log_failure(facts, f"upstream unreachable: {type(error).__name__}", slm_logged))
             raise ApiError(502, f"The upstream LLM could not be reached ({type(error).__name__}).", "upstream_error",
                            code="upstream_unreachable") from None
-        task_label = task.task_id if task else "unknown"
+        task_label = facts["task_id"] or "unknown"
         if upstream.status_code >= 400:
             body = await upstream.aread()
             await upstream.aclose()
@@ -333,9 +333,8 @@ class Gateway:
     def _log(self, facts: dict, response, served_by: str, slm: dict | None = None, llm: dict | None = None,
              error: str | None = None) -> None:
         latency = time.perf_counter() - facts["received"]
-        task = facts["task"]
         line = record(facts["payload"], response, at=facts["at"], served_by=served_by, latency_ms=latency * 1000,
-                      task_id=task.task_id if task else None, mode=facts["mode"], route=facts["route"], slm=slm,
+                      task_id=facts["task_id"], mode=facts["mode"], route=facts["route"], slm=slm,
                       llm=llm, error=error)
         self.log.write(line, facts["at"])
         self.metrics.logged.inc()
