@@ -21,7 +21,10 @@ import argparse
 import json
 import os
 from collections import Counter
+from contextlib import contextmanager
 import sys
+import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -100,6 +103,36 @@ def concurrent(url: str, requests: list[dict], clients: int) -> float:
     return len(requests) / (time.perf_counter() - started)
 
 
+def read_log(folder: Path) -> list[dict]:
+    return [json.loads(line) for f in (folder / "gateway").glob("*.jsonl") for line in f.read_text().splitlines()]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def process(command: list[str], environment: dict, ready: str):
+    """A server in its own process, once `ready` answers; yields its base URL (`ready`'s, up to /v1 or the root)."""
+    started = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(ready, timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or started.poll() is not None:
+                    raise RuntimeError(f"{command} did not start") from None
+                time.sleep(0.2)
+        yield ready.split("/v1")[0].rsplit("/health", 1)[0]
+    finally:
+        started.terminate()
+        started.wait(timeout=30)
+
+
 def ms(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000
 
@@ -166,34 +199,41 @@ def main() -> None:
         router.assign([{"messages": json.dumps(messages, ensure_ascii=False), "tools": json.dumps(tools)}], min_confidence)
         routing.append(time.perf_counter() - started)
 
+    # the stand-in LLM and the gateway each in a process of its own, as deployed: the clients here share no lock with them
+    config = work / "config.yaml"
+    port = free_port()
+    config.write_text(f"serve: {{upstream_base_url: 'http://127.0.0.1:{port}/v1', audit_share: 0.0, port: {free_port()}}}\n")
+    environment = {**os.environ, "SLM_HOME": str(home), "SLM_LOGS_DIR": str(settings.logs), "SLM_CONFIG": str(config)}
+    with process([sys.executable, "-m", "demo.llm", str(work / "demo"), "--port", str(port)], environment,
+                 f"http://127.0.0.1:{port}/v1/models") as upstream, \
+            process([sys.executable, "-m", "gateway"], environment,
+                    f"http://127.0.0.1:{Settings.from_env(environment).serve.port}/health") as url:
+        timed(upstream + "/v1", requests[:20]), timed(url + "/v1", requests[:20])  # warm both
+        direct, through = [], []
+        for _ in range(3):  # interleaved rounds: the machine's load falls on both alike
+            direct += timed(upstream + "/v1", requests)
+            through += timed(url + "/v1", requests)
+        rate_direct = concurrent(upstream + "/v1", requests, args.clients)
+        rate_through = concurrent(url + "/v1", requests, args.clients)
+        sent = Counter(r["user"] for r in requests[:20] + requests * 4)
+        deadline = time.monotonic() + 30  # a call's line is written once its answer is out
+        while len(logged := read_log(settings.logs)) < sum(sent.values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        users = Counter(line["request"]["user"] for line in logged)
+
+        print(f"\n## Routing overhead, {len(requests)} demo calls × 3, one at a time (the LLM answering at once)\n")
+        print("| what | p50 | p95 |\n|---|---|---|")
+        print(f"| stand-in LLM directly (baseline) | {ms(direct, 50):.2f} ms | {ms(direct, 95):.2f} ms |")
+        print(f"| through the gateway | {ms(through, 50):.2f} ms | {ms(through, 95):.2f} ms |")
+        print(f"| added by the gateway | {ms(through, 50) - ms(direct, 50):.2f} ms | {ms(through, 95) - ms(direct, 95):.2f} ms |")
+        print(f"| routing work alone (parse, check, route) | {ms(routing, 50):.2f} ms | {ms(routing, 95):.2f} ms |")
+        print(f"\n## Throughput, {args.clients} concurrent clients, {len(requests)} calls\n")
+        print(f"| stand-in LLM directly | {rate_direct:.0f} calls/s |\n|---|---|")
+        print(f"| through the gateway | {rate_through:.0f} calls/s ({rate_through / rate_direct:.2f}×) |")
+        print(f"\nlogged: {len(logged)} lines for {sum(sent.values())} calls answered; every call exactly once: {users == sent}")
+
     llm = DemoLLM.from_calls(calls.to_dict("records"))
     with background_server(llm.app()) as upstream:
-        gateway = Gateway(replace(settings, serve=ServeConfig(upstream_base_url=upstream + "/v1", audit_share=0.0)))
-        with background_server(create_app(gateway)) as url:
-            timed(upstream + "/v1", requests[:20]), timed(url + "/v1", requests[:20])  # warm both
-            direct, through = [], []
-            for _ in range(3):  # interleaved rounds: the machine's load falls on both alike
-                direct += timed(upstream + "/v1", requests)
-                through += timed(url + "/v1", requests)
-            rate_direct = concurrent(upstream + "/v1", requests, args.clients)
-            rate_through = concurrent(url + "/v1", requests, args.clients)
-            while gateway._pending:
-                time.sleep(0.05)
-            logged = [json.loads(line) for f in (settings.logs / "gateway").glob("*.jsonl") for line in f.read_text().splitlines()]
-            sent = Counter(r["user"] for r in requests[:20] + requests * 4)
-            users = Counter(line["request"]["user"] for line in logged)
-
-            print(f"\n## Routing overhead, {len(requests)} demo calls × 3, one at a time (the LLM answering at once)\n")
-            print("| what | p50 | p95 |\n|---|---|---|")
-            print(f"| stand-in LLM directly (baseline) | {ms(direct, 50):.2f} ms | {ms(direct, 95):.2f} ms |")
-            print(f"| through the gateway | {ms(through, 50):.2f} ms | {ms(through, 95):.2f} ms |")
-            print(f"| added by the gateway | {ms(through, 50) - ms(direct, 50):.2f} ms | {ms(through, 95) - ms(direct, 95):.2f} ms |")
-            print(f"| routing work alone (parse, check, route) | {ms(routing, 50):.2f} ms | {ms(routing, 95):.2f} ms |")
-            print(f"\n## Throughput, {args.clients} concurrent clients, {len(requests)} calls\n")
-            print(f"| stand-in LLM directly | {rate_direct:.0f} calls/s |\n|---|---|")
-            print(f"| through the gateway | {rate_through:.0f} calls/s ({rate_through / rate_direct:.2f}×) |")
-            print(f"\nlogged: {len(logged)} lines for {sum(sent.values())} calls answered; every call exactly once: {users == sent}")
-
         if args.slm_calls:
             task = intent_adapter(home, calls, found)
             write_modes(settings.serving_dir, [task])

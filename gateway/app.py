@@ -157,14 +157,19 @@ class Gateway:
         self.metrics.routing.observe(time.perf_counter() - received)
         facts = dict(at=at, received=received, payload=payload, request=request, call=call, task=task, mode=mode,
                      task_id=route.task_id, route=f"{route.reason} ({route.confidence:.2f})")
-        if adapter_can and self.rng.random() < adapter_share(mode):
-            attempt = await self._adapter(task, call, request)
-            if attempt.completion is not None:
-                return self._serve_adapter(attempt, facts)
-            self.metrics.fallbacks.labels(task.task_id, attempt.fallback).inc()
-            return await self._serve_llm(facts, attempt=attempt)
-        shadow = adapter_can and mode == SHADOW
-        return await self._serve_llm(facts, shadow=shadow)
+        try:
+            if adapter_can and self.rng.random() < adapter_share(mode):
+                attempt = await self._adapter(task, call, request)
+                if attempt.completion is not None:
+                    return self._serve_adapter(attempt, facts)
+                self.metrics.fallbacks.labels(task.task_id, attempt.fallback).inc()
+                return await self._serve_llm(facts, attempt=attempt)
+            return await self._serve_llm(facts, shadow=adapter_can and mode == SHADOW)
+        except ApiError:
+            raise
+        except Exception as error:  # the caller gets a 500; the call is still logged, with what went wrong
+            self._spawn(self._log_failure(facts, f"gateway failed: {type(error).__name__}", _nothing))
+            raise
 
     async def _payload(self, http: Request) -> dict:
         limit = self.config.max_body_bytes
@@ -387,6 +392,10 @@ def _completion(adapter: str, reply, answer, budget: int) -> ChatCompletion:
         usage=Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
                     total_tokens=answer.prompt_tokens + answer.completion_tokens),
     )
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _events(lines: list[str]) -> AsyncIterator[str]:
