@@ -8,7 +8,6 @@ from dataclasses import replace
 from datetime import date
 
 import httpx
-import numpy as np
 import openai
 import pytest
 
