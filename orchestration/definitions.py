@@ -8,7 +8,7 @@ from assets import build_assets
 from orchestration.io_manager import WarehouseIOManager
 from orchestration.jobs import JOBS
 from orchestration.partitions import TASKS, days
-from orchestration.schedules import retraining
+from orchestration.schedules import retraining, serving
 from orchestration.sensors import SENSORS
 from pipeline.collect import LogFolder
 from pipeline.settings import Settings
@@ -21,7 +21,7 @@ def build_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=build_assets(days(settings.first_day), TASKS),
         jobs=JOBS,
-        schedules=[retraining(settings.decision)],
+        schedules=[retraining(settings.decision), serving(settings.serve)],
         sensors=SENSORS,
         executor=_executor(settings),
         resources={

@@ -110,6 +110,14 @@ def parse_time(value: Any) -> datetime | None:
     return None
 
 
+def canonical_request(request: dict) -> tuple[list[dict], list[dict]]:
+    """A chat request's messages and tools as a call holds them: what the gateway reads a live call as, the same way
+    this step reads a logged one."""
+    if not isinstance(request.get("messages"), list):
+        raise Quarantined("request has no messages list")
+    return [_canonical_message(m) for m in request["messages"]], _canonical_tools(request)
+
+
 # --- request/response records -------------------------------------------------------------------
 
 

@@ -1,10 +1,10 @@
 """Every setting of the pipeline, and the only place its default is written.
 
-`Settings.from_env()` is read once, where the Dagster code location starts (`orchestration/definitions.py`), and
-passed down from there. It takes where things are from environment variables and the tuning of each step from
-`SLM_CONFIG`, a YAML file with one optional section per step config below (`scrub:`, `clustering:`, `prices:`,
-`pick:`, `training:`, `decision:`, `judge:`) whose keys are that dataclass's fields; what a file leaves out keeps the
-default. `SLM_SCRUB_CONFIG` is a deployment's own scrub lists (`deny_lists`, `patterns`, `allow`), kept apart from
+`Settings.from_env()` is read once, where the Dagster code location starts (`orchestration/definitions.py`) or the
+gateway starts (`gateway/__main__.py`), and passed down from there. It takes where things are from environment
+variables and the tuning of each step from `SLM_CONFIG`, a YAML file with one optional section per step config below
+(`scrub:`, `clustering:`, `prices:`, `pick:`, `training:`, `decision:`, `judge:`, `serve:`) whose keys are that
+dataclass's fields; what a file leaves out keeps the default. `SLM_SCRUB_CONFIG` is a deployment's own scrub lists (`deny_lists`, `patterns`, `allow`), kept apart from
 tuning because it names what a deployment protects. `python -m pipeline.settings` writes the reference page,
 `docs/configuration.md`, from these dataclasses.
 """
@@ -192,12 +192,39 @@ class JudgeConfig:
     timeout_s: float = 60.0
 
 
+@dataclass(frozen=True)
+class ServeConfig:
+    """The gateway (`gateway/`): where the LLM is, how calls are routed to adapters, and when a task changes mode."""
+
+    host: str = "127.0.0.1"  # the address the gateway listens on; 0.0.0.0 to serve other machines
+    port: int = 8400
+    upstream_base_url: str = ""  # the LLM: any OpenAI-compatible endpoint, e.g. https://api.openai.com/v1
+    upstream_api_key_env: str = "OPENAI_API_KEY"  # the environment variable holding its key; the key is never logged
+    upstream_timeout_s: float = 120.0
+    # vLLM's OpenAI server with one LoRA module per task (`pipeline/vllm.py` writes its config; `{candidate}` in the
+    # URL stands for the base model's name): adapters answer there, the request's `model` naming the task; empty: they
+    # answer in the gateway's own process
+    vllm_base_url: str = ""
+    min_confidence: float = 0.8  # a call the router assigns with less confidence goes to the LLM
+    latency_budget_s: float = 10.0  # an adapter answer slower than this is abandoned and the LLM answers instead
+    max_body_bytes: int = 4 * 1024 * 1024  # a larger request body is refused (413)
+    # task id -> mode (llm, shadow, canary:<share>, slm), over what step 6 decided; for a task to stay where you put it
+    modes: dict[str, str] = field(default_factory=dict)
+    # share of the calls an adapter serves (slm, canary) also answered by the LLM in the background, so that live
+    # agreement is still measured after promotion and a task can fall back to the LLM when it drops
+    audit_share: float = 0.05
+    live_min_calls: int = 50  # live pairs a task needs before its live agreement can move it between shadow and slm
+    live_window: int = 500  # live agreement is the mean over the task's latest this many pairs
+    modes_cron: str = "15 * * * *"  # when live agreement is scored and the modes updated (UTC): hourly
+
+
 SECTIONS = {"scrub": ScrubConfig, "clustering": ClusterConfig, "prices": Prices, "pick": PickConfig,
-            "training": TrainConfig, "decision": DecisionConfig, "judge": JudgeConfig}
+            "training": TrainConfig, "decision": DecisionConfig, "judge": JudgeConfig, "serve": ServeConfig}
 SCRUB_LISTS = ("deny_lists", "patterns", "allow")
 # Environment variables that set one key of a section, for what a deployment changes without a file.
 ENV_OVERRIDES = {"SLM_SCRUB_PROCESSES": ("scrub", "processes"), "SLM_SCRUB_SCOPE": ("scrub", "scope"),
-                 "SLM_VAULT_KEY": ("scrub", "vault_key"), "SLM_RETRAIN_CRON": ("decision", "retrain_cron")}
+                 "SLM_VAULT_KEY": ("scrub", "vault_key"), "SLM_RETRAIN_CRON": ("decision", "retrain_cron"),
+                 "SLM_UPSTREAM_BASE_URL": ("serve", "upstream_base_url"), "SLM_SERVE_PORT": ("serve", "port")}
 
 
 @dataclass(frozen=True)
@@ -221,6 +248,7 @@ class Settings:
     training: TrainConfig = TrainConfig()
     decision: DecisionConfig = DecisionConfig()
     judge: JudgeConfig = JudgeConfig()
+    serve: ServeConfig = ServeConfig()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -276,6 +304,11 @@ class Settings:
     @property
     def adapters_dir(self) -> Path:
         return self.home / "adapters"
+
+    @property
+    def serving_dir(self) -> Path:
+        """What the gateway reads: the router (step 3) and each task's mode (step 6)."""
+        return self.home / "serving"
 
     def report_file(self, name: str) -> Path:
         """A file under SLM_HOME/reports, the folder made on first use."""

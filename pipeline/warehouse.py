@@ -168,6 +168,37 @@ REPORT = {
     "input_rule": "string",  # the promoted adapter's pruning and context window
 }
 
+TASK_ROUTER = {  # step 3's router, on every fifth call of each task held out from its training
+    "task_id": "string",
+    "held_out": "int64",
+    "routed": "int64",  # held-out calls the router gave a task (the rest: unknown, to the LLM)
+    "agreeing": "int64",  # routed to step 3's own task
+    "routed_elsewhere": "int64",
+}
+LIVE_AGREEMENT = {  # the gateway's live pairs, LLM and adapter answering the same call, scored by step 6's metrics
+    "task_id": "string",
+    "adapter_version": "int64",
+    "kind": "string",  # tool, json or text: which metrics
+    "pairs": "int64",  # scored, the latest `serve.live_window` at most
+    "agreement": "float64",  # mean score of the adapter's answers against the LLM's
+    "ci_low": "float64",
+    "ci_high": "float64",
+    "fallbacks": "int64",  # adapter answers the gateway did not return: invalid, failed or too slow
+    "first_at": "datetime64[us]",
+    "last_at": "datetime64[us]",
+}
+SERVING_MODES = {  # what the gateway does with each task's calls
+    "task_id": "string",
+    "mode": "string",  # llm, shadow, canary:<share> or slm
+    "adapter_version": "int64",  # 0: none promoted
+    "offline_score": "float64",  # step 6's held-out score of that adapter
+    "live_pairs": "int64",
+    "live_agreement": "float64",
+    "reason": "string",
+    "set_by": "string",  # rule, hand (the update_serving job's config) or configuration (serve.modes)
+    "changed_at": "datetime64[us]",  # when the task last changed mode
+}
+
 # Table → its columns. Every asset that is a table is named here; `embedding_cache` is the warehouse's own.
 SCHEMAS: dict[str, dict[str, str]] = {
     "raw_calls": CALLS,  # step 1: one row per call, exact duplicates collapsed, not yet scrubbed
@@ -184,6 +215,9 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "adapters": ADAPTERS,
     "evaluations": EVALUATIONS,
     "conversion_report": REPORT,
+    "task_router": TASK_ROUTER,
+    "live_agreement": LIVE_AGREEMENT,
+    "serving_modes": SERVING_MODES,
 }
 # Partitioned tables → the column their partitions are rows of: days of call time, or tasks.
 PARTITIONED_BY = {

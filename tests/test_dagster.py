@@ -222,6 +222,9 @@ def test_demo_logs_become_tasks_with_a_partition_each_and_a_map(tmp_path):
         assert set(instance.get_dynamic_partitions("task")) == task_ids
     clustered = table(settings, "select count(*), count(distinct task_id) from task_clusters")[0]
     assert clustered[0] == table(settings, "select count(*) from clean_calls")[0][0]
+    # the router step 3 writes for the gateway agrees with step 3 on the calls it held out
+    [(routed, agreeing)] = table(settings, "select sum(routed), sum(agreeing) from task_router where task_id != 'unassigned'")
+    assert agreeing >= 0.95 * routed > 0 and (settings.serving_dir / "router.joblib").exists()
     assert (settings.home / "reports" / "task_map.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -265,6 +268,9 @@ def test_all_six_steps_materialize_on_a_small_log_with_a_tiny_model_and_a_second
         assert table(settings, "select version, steps from adapters") == [(1, 2)]
         variants = table(settings, "select variant, adapter_version, promoted, replaceable from evaluations order by variant")
         assert variants == [("adapter", 1, True, True), ("few_shot", 0, False, True), ("zero_shot", 0, False, True)]
+        assert defs.resolve_job_def("update_serving").execute_in_process(instance=instance).success
+        assert table(settings, f"select mode from serving_modes where task_id = '{task_id}'") == [("shadow",)]
+        assert json.loads((settings.serving_dir / "modes.json").read_text())[task_id]["adapter_version"] == 1
         report = (settings.home / "reports" / "conversion_report.md").read_text()
         assert "1 of" in report and f"| {task_id}" in report
         assert (settings.home / "reports" / "conversion_report.html").exists()
