@@ -123,6 +123,9 @@ class PickConfig:
     prune_share: float = 0.9  # a system line or tool set in this share of a task's calls is static, pruned
     windows: list[int] = field(default_factory=lambda: [2, 4, 8, 0])  # conversation windows tried, 0 = all of it
     window_margin: float = 0.02  # the smallest window scoring within this of the best tried is chosen
+    # ... then widened until it keeps, for this share of the task's tool-call replies, every argument value the
+    # reply copies from the conversation (an id the customer gave three turns earlier)
+    window_coverage: float = 0.95
     list_items: int = ContextPolicy.list_items  # tool-result lists are cut to this many items
     tool_result_chars: int = ContextPolicy.tool_result_chars  # and tool results to this many characters
 
@@ -147,9 +150,11 @@ class TrainConfig:
     batch_size: int = 4
     epochs: float = 2.0
     min_steps: int = 20
-    max_steps: int = 30  # bounds a task's training time on 2 CPU cores (2–3 minutes for SmolLM2-135M)
+    # the step bound is loose: a task trains until it has learnt (below), or until its time budget is spent
+    max_steps: int = 300
     max_length: int = 2048  # tokens per example; longer calls are left out of training, counted
     max_tokens: int = 0  # stop once training has read this many tokens (0: no bound): long replies cost more steps' time
+    max_seconds: float = 300.0  # stop once training has run this long (0: no bound): a task's time, whatever its calls
     # stop once the mean loss of the last `converged_steps` steps is below `stop_loss` (0: never) and each of them
     # predicted at least `stop_accuracy` of its reply tokens (teacher-forced token accuracy)
     stop_loss: float = 0.01

@@ -93,6 +93,7 @@ PICKS = {
     "tokens_per_second": "float64",  # generation here, few-shot
     "context_window": "int64",  # messages kept, 0 = all; on the chosen row
     "window_scores": "string",  # JSON: window → few-shot score
+    "window_coverage": "string",  # JSON: window → share of tool-call replies whose copied values it keeps
     "calls_unfit": "int64",  # calls that do not fit the context in that window: they stay with the LLM
     "chosen": "bool",
     "reason": "string",  # why not eligible, why chosen, why the task was skipped
