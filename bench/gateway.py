@@ -59,7 +59,7 @@ def step3(folder: Path, cache: Path):
     calls = LogFolder(folder, cache, 1 << 22, date(2024, 1, 1)).collect().calls
     calls = calls.sort_values(["called_at", "call_id"]).reset_index(drop=True)
     signatures = [task_signature(c) for c in calls.to_dict("records")]
-    found = find_tasks(calls, signatures, signature_embeddings(signatures, encode))
+    found = find_tasks(calls, signatures, signature_embeddings(signatures, encode), encode)
     return calls, found
 
 

@@ -28,7 +28,7 @@ from pipeline.modes import (
 )
 from pipeline.router import agreement, held_out_split, train_router
 from pipeline.settings import ServeConfig, Settings
-from pipeline.tasks import find_tasks, signature_embeddings, task_signature
+from pipeline.tasks import PreviousCycle, find_tasks, signature_embeddings, task_signature
 from pipeline.vllm import vllm_configs
 
 
@@ -43,7 +43,7 @@ def demo(tmp_path_factory):
     calls = calls.sort_values(["called_at", "call_id"]).reset_index(drop=True)
     signatures = [task_signature(c) for c in calls.to_dict("records")]
     embeddings = signature_embeddings(signatures, encode)
-    found = find_tasks(calls, signatures, embeddings)
+    found = find_tasks(calls, signatures, embeddings, encode)
     return folder, calls, signatures, embeddings, found
 
 
@@ -96,7 +96,8 @@ def test_calls_served_through_the_gateway_come_back_through_step_1_into_their_ta
     again = pd.concat([calls, served], ignore_index=True)
     new_signatures = [task_signature(c) for c in served.to_dict("records")]
     new_embeddings = signature_embeddings(new_signatures, encode)
-    cycle = find_tasks(again, signatures + new_signatures, np.vstack([embeddings, new_embeddings]), previous=found.tasks)
+    cycle = find_tasks(again, signatures + new_signatures, np.vstack([embeddings, new_embeddings]), encode,
+                       previous=PreviousCycle(found.tasks, found.task_clusters))
     landed = cycle.task_clusters["task_id"].iloc[len(calls):].tolist()
     expected = [routed_to[m] for m in served["messages"]]
     routed = [(a, b) for a, b in zip(landed, expected) if b is not None]
