@@ -539,6 +539,11 @@ class _Airline:
         self.rng = random.Random(seed)
         self.fake = Faker(["en_US", "en_IN", "es_MX", "pt_BR", "de_DE", "it_IT", "fr_FR", "pl_PL", "vi_VN", "nl_NL"])
         self.fake.seed_instance(seed)
+        # Faker makes its Italian city list from a set, whose order follows Python's hash seed: sorted, the same seed
+        # writes the same logs in every process
+        for provider in self.fake["it_IT"].providers:
+            if isinstance(getattr(provider, "cities", None), list):
+                provider.cities = sorted(provider.cities)
 
     def code(self, length: int = 6) -> str:
         return "".join(self.rng.choices(string.ascii_uppercase + string.digits, k=length))

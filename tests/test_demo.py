@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import subprocess
 import sys
@@ -280,6 +281,13 @@ def test_long_mode_writes_agent_conversations_whose_calls_repeat_a_long_policy_a
     logged = sum(len(c["messages"]) + len(c["tools"]) for c in calls)
     pruned = sum(len(p["messages"]) + len(p["tools"]) for p in map(rule.prepare, calls))
     assert logged / pruned > 5
+
+
+def test_long_logs_are_the_same_bytes_whatever_the_hash_seed_of_the_process(tmp_path):
+    for hash_seed in ("1", "2"):
+        subprocess.run([sys.executable, "-m", "demo.long_logs", str(tmp_path / hash_seed), "--conversations", "30"], check=True,
+                       cwd=Path(__file__).parents[1], env={**os.environ, "PYTHONHASHSEED": hash_seed}, capture_output=True)
+    assert (tmp_path / "1" / "airline-transcripts.jsonl").read_bytes() == (tmp_path / "2" / "airline-transcripts.jsonl").read_bytes()
 
 
 def test_long_logs_name_the_job_of_every_call_beside_the_logs_where_step_1_does_not_read_it(tmp_path):
