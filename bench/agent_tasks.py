@@ -6,7 +6,7 @@ how much stays unassigned.
 Workloads, each collected and scrubbed as steps 1–2 do (`--no-scrub` skips step 2, faster, with raw names in the
 replies), then grouped by the step (`pipeline.tasks.find_tasks`, default settings, `min_calls` 30):
 - `demo.long_logs`' airline conversations: one agent, fourteen tools offered in every call, long and personal
-  conversations where the same job is asked about many different things;
+  conversations of eleven kinds of request, where the same job is asked about many different things;
 - ToolBench's 15 trajectories under ../shared/data (skipped, saying why, where absent): every conversation
   offers its own tools;
 - the demo logs, whose agent does seven jobs.
@@ -14,7 +14,8 @@ replies), then grouped by the step (`pipeline.tasks.find_tasks`, default setting
 Per workload: calls, tasks, tasks per tool called (target 1.0: one task per tool unless a split is justified), the
 share of calls in tasks of at least `min_calls` (target ≥ 90%: the rest cannot be trained), the share `unassigned`
 (≤ 5%) and its reasons, and the titles, which must hold no placeholder or id-like token. Where the generator wrote
-the job of every reply (`demo.long_logs.jobs`), the text tasks are scored against it (NMI, and the tasks per job).
+the job of every reply (`demo.long_logs.read_jobs`), the text tasks are scored against it (NMI, and the tasks per
+job).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from demo.logs import write_demo_logs  # noqa: E402
-from demo.long_logs import write_long_logs  # noqa: E402
+from demo.long_logs import read_jobs, write_long_logs  # noqa: E402
 from pipeline.collect import LogFolder  # noqa: E402
 from pipeline.scrub import open_analyzer, scrub_calls  # noqa: E402
 from pipeline.settings import PickConfig, ScrubConfig, Settings  # noqa: E402
@@ -139,8 +140,8 @@ def main() -> None:
     scrub = not args.no_scrub
     with tempfile.TemporaryDirectory() as home:
         folder = Path(home) / "airline"
-        write_long_logs(folder, args.conversations)
-        jobs = _jobs(folder)
+        transcripts = write_long_logs(folder, args.conversations)
+        jobs = {(row["source_file"], row["source_line"], row["turn"]): row["job"] for row in read_jobs(transcripts)}
         report(f"airline agent, {args.conversations} conversations", clean(folder, scrub), jobs)
         if toolbench_logs(Path(home) / "toolbench"):
             report("ToolBench trajectories", clean(Path(home) / "toolbench", scrub))
@@ -148,13 +149,6 @@ def main() -> None:
             print(f"\nToolBench: skipped, {SHARED_DATA} not found (set SLM_SHARED_DATA)")
         write_demo_logs(Path(home) / "demo")
         report("demo agent (7 jobs)", clean(Path(home) / "demo", scrub))
-
-
-def _jobs(folder: Path) -> dict[tuple[str, int, int], str] | None:
-    """The generator's job of each reply, where it wrote them: (file, line, turn) -> job."""
-    import demo.long_logs
-
-    return demo.long_logs.jobs(folder) if hasattr(demo.long_logs, "jobs") else None
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def test_training_stops_once_the_loss_has_converged_or_a_token_or_time_budget_is
     assert stop_reason([2.0] + [0.01] * 8, [1.0] * 8 + [0.99], 500, config) == ""  # a deciding token still wrong
     assert stop_reason([2.0], [0.5], 10_000, config) == "token budget: 10,000 of 10,000 tokens read"
     assert stop_reason([2.0], [0.5], 500, config, seconds=301) == "time budget: 301 s of 300 s"
-    assert stop_reason([0.0] * 8, right, 10**9, TrainConfig(stop_loss=0, max_tokens=0), seconds=10**6) == ""
+    assert stop_reason([0.0] * 8, right, 10**9, TrainConfig(stop_loss=0, max_tokens=0, max_seconds=0), seconds=10**6) == ""
 
 
 def test_padding_is_expected_where_example_lengths_differ():
