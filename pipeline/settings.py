@@ -43,6 +43,9 @@ class ScrubConfig:
     text_timeout_s: float = 60.0  # for one text tried on its own; its call is quarantined past it
     max_text_digits: int = 20_000  # a text with more digits is not analyzed (patterns on digit runs are slow)
     scope: str = "call"  # placeholders consistent per "call" or per "session"
+    # a value found in one call is removed from every call of its session where the session has at most this many
+    # calls (a conversation); a session id that holds more (a client's whole traffic) shares nothing
+    conversation_calls: int = 200
     deny_lists: dict[str, list[str]] = field(default_factory=dict)  # entity type -> values always removed
     patterns: dict[str, list[str]] = field(default_factory=dict)  # entity type -> regexes always removed
     allow: list[str] = field(default_factory=list)  # regexes of whole values never removed (order ids, SKUs)
