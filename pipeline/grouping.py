@@ -8,8 +8,9 @@ prompt and the tools offered, digits masked, near-identical ones together.
 
 An agent's text and JSON replies are grouped by what the reply does. Each reply is read with its placeholders named
 by type and its digits masked (a JSON reply by its shape), so a city or a date is no reason to split. hdbscan may
-split an agent's replies into parts of at least `min_calls`, kept only where the parts stand apart ("ask for the
-user id", "present flight options"), not where they differ by topic. Replies drawn from a closed set of short
+split an agent's replies into parts of at least `min_calls`, kept only where the parts follow different kinds of
+request ("ask for the user id" after the first message, "present flight options" after a flight search), not where
+they differ by topic. Replies drawn from a closed set of short
 values (intent labels) are one classification task, however many values there are. A reply that no other reply of
 its agent is like stays `unassigned`, with the reason.
 """
@@ -63,8 +64,19 @@ def group_calls(calls: list[dict], embed_texts: Callable[[list[str]], np.ndarray
         for key in written:
             group = members[key]
             _split_replies(grouping, group, key[1], np.stack([vectors[i] for i in group]), [replies[i] for i in group],
-                           config, min_calls)
+                           [request_kind(calls[i]) for i in group], config, min_calls)
     return _without_empty_groups(grouping)
+
+
+def request_kind(call: dict) -> str:
+    """What a reply follows: the customer's first message, a later one, or the result of which tool."""
+    messages = json.loads(call["messages"])
+    last = messages[-1] if messages else {}
+    if last.get("role") == "tool":
+        called = next((c.get("function", {}).get("name") for m in reversed(messages) for c in m.get("tool_calls") or []), "")
+        return f"tool:{called}"
+    users = sum(m.get("role") == "user" for m in messages)
+    return f"{last.get('role', '')}:{'first' if users <= 1 else 'later'}"
 
 
 def _without_empty_groups(grouping: Grouping) -> Grouping:
@@ -201,10 +213,12 @@ def _by_argument_pattern(calls: list[dict], members: list[int], min_calls: int) 
 
 
 def _split_replies(grouping: Grouping, group: list[int], kind: str, vectors: np.ndarray, replies: list[str],
-                   config: ClusterConfig, min_calls: int) -> None:
+                   contexts: list[str], config: ClusterConfig, min_calls: int) -> None:
     """One agent's text (or JSON) replies: one task, or one per part hdbscan finds (each of `min_calls` or more)
-    where the parts stand apart: a silhouette of at least `split_silhouette`. Parts that differ by topic (summaries
-    of billing issues, of delivery issues) overlap more than parts that do different things. A reply hdbscan left out
+    where the parts follow different kinds of request (`request_kind`), by a normalized mutual information of at
+    least `split_context`. Parts that differ by topic (summaries of billing issues, of delivery issues) answer the
+    same kind of request; parts that do different jobs ("ask for the user id", "present flight options") do not,
+    and a router can then tell them apart before any reply exists. A reply hdbscan left out
     joins the part of the reply most like it; one that no other reply of its agent is like (`outlier_similarity`)
     is unassigned."""
     if _is_label_set(replies):
@@ -214,15 +228,16 @@ def _split_replies(grouping: Grouping, group: list[int], kind: str, vectors: np.
     labels = np.zeros(len(group), dtype=int)
     note = "one task" if len(group) >= min_calls else f"small: {len(group)} calls of their kind"
     if len(group) >= 2 * min_calls and len(set(replies)) > 1:
-        from sklearn.metrics import silhouette_score
+        from sklearn.metrics import normalized_mutual_info_score
 
         found = cluster(vectors, config, min_size=min_calls)
         parts = len(set(found.tolist()) - {-1})
-        apart = silhouette_score(vectors[found >= 0], found[found >= 0], metric="cosine") if parts > 1 else 0.0
-        if apart >= config.split_silhouette:
-            labels, note = found, f"one of {parts} parts of an agent's {kind} replies (silhouette {apart:.2f})"
+        placed = found >= 0
+        follows = normalized_mutual_info_score([contexts[i] for i in np.flatnonzero(placed)], found[placed]) if parts > 1 else 0.0
+        if follows >= config.split_context:
+            labels, note = found, f"one of {parts} parts of an agent's {kind} replies, each after its own kind of request (NMI {follows:.2f})"
         elif parts > 1:
-            note = f"one task; {parts} parts would overlap (silhouette {apart:.2f})"
+            note = f"one task; {parts} parts by content would follow the same requests (NMI {follows:.2f})"
     parts = sorted(set(labels.tolist()) - {-1})
     ids = [_add(grouping, [group[i] for i in np.flatnonzero(labels == p)], kind, note) for p in parts]
     if len(group) < min_calls:  # a small task whole: too few replies to tell an odd one

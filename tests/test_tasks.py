@@ -109,28 +109,35 @@ def test_calls_offering_a_tool_with_another_argument_schema_are_another_task():
     assert len(tasks) == 2 and set(tasks["title"]) == {"route_ticket call"}
 
 
+def later(row: dict) -> dict:
+    """The call as the customer's second message: the reply follows a later request, not the first."""
+    messages = json.loads(row["messages"])
+    messages[-1:-1] = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "How can I help?"}]
+    return {**row, "messages": json.dumps(messages)}
+
+
 def test_an_agents_text_replies_split_by_what_they_do_not_by_what_they_are_about():
     cities = ("Oslo", "Lima", "Pune")
 
-    def name(i: int) -> str:
-        return chr(97 + i % 26) + chr(97 + i // 26)
-
     def ask(i: int) -> str:
-        return f"Could you give me your user id, {cities[i % 3]} traveller {name(i)}?"
+        return f"Could you give me your user id, {cities[i % 3]} traveller {i}?"
 
     def confirm(i: int) -> str:
-        return f"Shall I cancel your {cities[i % 3]} trip, {name(i)} (yes/no)?"
+        return f"Shall I cancel your {cities[i % 3]} trip {i} (yes/no)?"
 
     def encode(texts):  # like a sentence embedding: what a reply does, then its city, then the rest of its words
         jobs, places = words_encoder("user id", "cancel")(texts), words_encoder(*cities)(texts)
         rest = np.array([np.random.default_rng(zlib.crc32(t.encode())).normal(0, 1, 8) for t in texts])
         return np.hstack([jobs, 0.2 * places, 0.4 * rest / np.linalg.norm(rest, axis=1, keepdims=True)])
 
-    rows = [clean_call(i, "x", reply=ask(i) if i % 2 else confirm(i)) for i in range(120)]
+    # asking for the id answers the first message; confirming a cancellation answers a later one
+    rows = [later(clean_call(i, "x", reply=confirm(i))) if i % 2 else clean_call(i, "x", reply=ask(i)) for i in range(120)]
     tasks = tasks_of(rows, encode).tasks
-    assert sorted(tasks["calls"]) == [60, 60] and all("silhouette" in f for f in tasks["formed"])
+    assert sorted(tasks["calls"]) == [60, 60] and all("each after its own kind of request" in f for f in tasks["formed"])
+    # the same job about three cities: parts by topic, answering the same kind of request, stay one task
     by_topic = [clean_call(i, "x", reply=ask(i)) for i in range(120)]
-    assert len(tasks_of(by_topic, encode).tasks) == 1
+    [task] = tasks_of(by_topic, encode).tasks.itertuples()
+    assert task.calls == 120 and "would follow the same requests" in task.formed
 
 
 def test_replies_from_a_closed_set_of_labels_are_one_task():
@@ -141,7 +148,8 @@ def test_replies_from_a_closed_set_of_labels_are_one_task():
 
 
 def test_a_reply_near_no_task_stays_unassigned_and_says_why():
-    rows = [clean_call(i, "x", reply="Could you give me your user id?" if i % 2 else "Shall I cancel it?") for i in range(120)]
+    rows = [later(clean_call(i, "x", reply="Shall I cancel it?")) if i % 2 else clean_call(i, "x", reply="Could you give me your user id?")
+            for i in range(120)]
     rows.append(clean_call(120, "x", reply="A haiku about the sea"))
     found = tasks_of(rows, words_encoder("user id", "cancel", "sea", "haiku", "I"))
     assert found.task_clusters["task_id"].iloc[-1] == NOISE
@@ -185,9 +193,9 @@ def test_a_task_of_new_calls_only_keeps_the_id_of_the_same_tool():
 
 def test_when_a_task_splits_its_lineage_says_so():
     replies = ["Could you give me your user id?", "Shall I cancel it?"]
-    rows = [clean_call(i, "x", reply=replies[i % 2]) for i in range(120)]
+    rows = [later(clean_call(i, "x", reply=replies[1])) if i % 2 else clean_call(i, "x", reply=replies[0]) for i in range(120)]
     encode = words_encoder("user id", "cancel")
-    one = tasks_of(rows, encode, split_silhouette=1.1)  # a first cycle that did not split them
+    one = tasks_of(rows, encode, split_context=1.1)  # a first cycle that did not split them
     two = tasks_of(rows, encode, PreviousCycle(one.tasks, one.task_clusters))
     assert sorted(two.tasks["task_id"]) == ["task-001", "task-002"]
     assert two.tasks.set_index("task_id").loc["task-002", "lineage"] == "split from task-001"
