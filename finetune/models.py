@@ -52,7 +52,7 @@ def base_checkpoint(candidate: Candidate, home: Path) -> Path:
         model, tokenizer = AutoModelForCausalLM.from_pretrained(candidate.source["hub"]), AutoTokenizer.from_pretrained(candidate.source["hub"])
         source = {"hub": candidate.source["hub"], "sha256": ""}
     else:
-        gguf = _gguf_file(candidate, home)
+        gguf = gguf_file(candidate, home)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         dequantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         config = dequantized.config
@@ -123,7 +123,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _gguf_file(candidate: Candidate, home: Path) -> Path:
+def gguf_file(candidate: Candidate, home: Path) -> Path:
+    """The GGUF file the candidate is converted from: in its package, or joined from its parts under `home`."""
     package = candidate.source["gguf_package"]
     if candidate.source.get("assemble"):
         return importlib.import_module(package).assemble(home / "models" / "gguf" / f"{candidate.name}.gguf")

@@ -3,7 +3,7 @@
 `Settings.from_env()` is read once, where the Dagster code location starts (`orchestration/definitions.py`), and
 passed down from there. It takes where things are from environment variables and the tuning of each step from
 `SLM_CONFIG`, a YAML file with one optional section per step config below (`scrub:`, `clustering:`, `prices:`,
-`pick:`, `training:`, `decision:`, `judge:`) whose keys are that dataclass's fields; what a file leaves out keeps the
+`pick:`, `training:`, `decision:`, `serving:`, `judge:`) whose keys are that dataclass's fields; what a file leaves out keeps the
 default. `SLM_SCRUB_CONFIG` is a deployment's own scrub lists (`deny_lists`, `patterns`, `allow`), kept apart from
 tuning because it names what a deployment protects. `python -m pipeline.settings` writes the reference page,
 `docs/configuration.md`, from these dataclasses.
@@ -173,6 +173,17 @@ class DecisionConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """Steps 4, 6 and the export: the engine that generates, so that the scores are those of what is served."""
+
+    # "ctranslate2" (the adapter merged, int8: 3-4x transformers' tokens/s here, bench/engines.py) or
+    # "transformers", the reference, which also serves any model CTranslate2 cannot convert
+    engine: str = "ctranslate2"
+    compute_type: str = "int8"  # CTranslate2 weights: int8, int8_float32, bfloat16, float32 ...
+    threads: int = 0  # CPU threads per generation; 0: every core
+
+
+@dataclass(frozen=True)
 class JudgeConfig:
     """Step 6, optional: an LLM that rates free-text replies (`pipeline/judge.py`); off while `base_url` is empty."""
 
@@ -183,7 +194,7 @@ class JudgeConfig:
 
 
 SECTIONS = {"scrub": ScrubConfig, "clustering": ClusterConfig, "prices": Prices, "pick": PickConfig,
-            "training": TrainConfig, "decision": DecisionConfig, "judge": JudgeConfig}
+            "training": TrainConfig, "decision": DecisionConfig, "serving": ServingConfig, "judge": JudgeConfig}
 SCRUB_LISTS = ("deny_lists", "patterns", "allow")
 # Environment variables that set one key of a section, for what a deployment changes without a file.
 ENV_OVERRIDES = {"SLM_SCRUB_PROCESSES": ("scrub", "processes"), "SLM_SCRUB_SCOPE": ("scrub", "scope"),
@@ -207,6 +218,7 @@ class Settings:
     pick: PickConfig = PickConfig()
     training: TrainConfig = TrainConfig()
     decision: DecisionConfig = DecisionConfig()
+    serving: ServingConfig = ServingConfig()
     judge: JudgeConfig = JudgeConfig()
 
     @classmethod
@@ -262,6 +274,16 @@ class Settings:
     @property
     def adapters_dir(self) -> Path:
         return self.home / "adapters"
+
+    @property
+    def engines_dir(self) -> Path:
+        """Models converted for a serving engine, found again by what they were made of."""
+        return self.home / "engines"
+
+    @property
+    def serving_dir(self) -> Path:
+        """Each promoted adapter exported for serving: SLM_HOME/serving/<task>/."""
+        return self.home / "serving"
 
     def report_file(self, name: str) -> Path:
         """A file under SLM_HOME/reports, the folder made on first use."""
