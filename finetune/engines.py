@@ -39,6 +39,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+import ctranslate2
+from ctranslate2.converters import TransformersConverter
+from peft import PeftModel
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 from finetune.generate import BATCH_SIZE, BATCH_TOKENS, Generated, batches, generate
@@ -107,8 +110,6 @@ class CTranslate2Engine:
     name = "ctranslate2"
 
     def __init__(self, folder: Path, threads: int = 0):
-        import ctranslate2
-
         self.folder = folder
         self.generator = ctranslate2.Generator(str(folder), device="cpu", intra_threads=threads)
         self.tokenizer = load_tokenizer(folder)
@@ -137,9 +138,6 @@ class CTranslate2Engine:
 def ctranslate2_model(checkpoint: Path, adapter: Path | None, compute_type: str, cache: Path) -> Path:
     """The base model with `adapter` merged in, converted to CTranslate2 weights in `compute_type`, with its
     tokenizer and generation config: converted on first use, then found under `cache` by what it was made of."""
-    import ctranslate2
-    from ctranslate2.converters import TransformersConverter
-
     made_of = {
         "base_sha256": base_model_sha256(checkpoint),
         "adapter_sha256": file_sha256(adapter / ADAPTER_WEIGHTS) if adapter else "",
@@ -156,8 +154,6 @@ def ctranslate2_model(checkpoint: Path, adapter: Path | None, compute_type: str,
     with tempfile.TemporaryDirectory(dir=staging.parent) as merged:
         model, tokenizer = load_base(checkpoint)
         if adapter is not None:
-            from peft import PeftModel
-
             model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
         model.save_pretrained(merged)
         tokenizer.save_pretrained(merged)
