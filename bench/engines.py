@@ -97,7 +97,7 @@ def workloads(home: Path, requests: int, gemma_task: str, gemma_steps: int, only
     if not tasks:
         raise SystemExit(f"no adapters under {settings.adapters_dir}: run the demo's steps 1-5 first (make demo)")
     return {"checkpoint": str(checkpoint), "tasks": tasks, "single": single,
-            "gemma": gemma_workload(settings, warehouse, gemma, gemma_task, gemma_steps)}
+            "gemma": gemma_workload(settings, warehouse, gemma, gemma_task, gemma_steps) if gemma_task else None}
 
 
 def gemma_workload(settings: Settings, warehouse, gemma, task_id: str, steps: int) -> dict:
@@ -311,17 +311,21 @@ def measure(name: str, work: dict, folder: Path, threads: int) -> dict:
                 tokens.append(one.new_tokens)
             result["single"] = {"latencies": latencies, "tokens": tokens}
         del engine
-    gemma = work["gemma"]
+    if work["gemma"]:
+        result["gemma"] = measure_gemma(name, work["gemma"], folder, threads)
+    status = Path("/proc/self/status").read_text()
+    result["peak_mb"] = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+    return result
+
+
+def measure_gemma(name: str, gemma: dict, folder: Path, threads: int) -> dict:
     try:
         engine = make_engine(name, Path(gemma["checkpoint"]), Path(gemma["adapter"]), folder, threads)
         engine.generate(gemma["prompts"][:1], 4)
         generated = engine.generate(gemma["prompts"], gemma["max_new_tokens"])
-        result["gemma"] = {"texts": generated.texts, "seconds": generated.seconds, "tokens": generated.new_tokens}
+        return {"texts": generated.texts, "seconds": generated.seconds, "tokens": generated.new_tokens}
     except Exception as error:  # noqa: BLE001 - the table says which engine cannot serve Gemma, and why
-        result["gemma"] = {"error": f"{type(error).__name__}: {str(error)[:200]}"}
-    status = Path("/proc/self/status").read_text()
-    result["peak_mb"] = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
-    return result
+        return {"error": f"{type(error).__name__}: {str(error)[:200]}"}
 
 
 # --- the table --------------------------------------------------------------------------------------------------
@@ -347,11 +351,13 @@ def summarize(work: dict, results: dict) -> list[dict]:
         seconds = sum(t["seconds"] for t in run["tasks"].values())
         pairs = [(a, b) for task in work["tasks"] for a, b in zip(run["tasks"][task["task_id"]]["texts"], base["tasks"][task["task_id"]]["texts"])]
         single = run.get("single")
-        gemma = run["gemma"]
-        if "error" in gemma:
+        gemma = run.get("gemma", {})
+        if not gemma:
+            gemma_cell = "not run"
+        elif "error" in gemma:
             gemma_cell = f"no: {gemma['error']}"
         else:
-            same = np.mean([a == b for a, b in zip(gemma["texts"], base["gemma"]["texts"])]) if "texts" in base["gemma"] else float("nan")
+            same = np.mean([a == b for a, b in zip(gemma["texts"], base["gemma"]["texts"])]) if "texts" in base.get("gemma", {}) else float("nan")
             gemma_cell = f"{gemma['tokens'] / gemma['seconds']:.0f} tokens/s, {same:.0%} identical"
         rows.append({
             "engine": name,
@@ -378,7 +384,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--tasks", default="", help="comma-separated task ids (default: every task with an adapter)")
-    parser.add_argument("--gemma-task", default="task-002")
+    parser.add_argument("--gemma-task", default="task-002", help="'' leaves Gemma-3-270M out")
     parser.add_argument("--gemma-steps", type=int, default=16, help="LoRA steps of the Gemma-3-270M adapter trained here")
     args = parser.parse_args()
     home = args.home.resolve()
