@@ -176,8 +176,9 @@ class DecisionConfig:
 class ServingConfig:
     """Steps 4, 6 and the export: the engine that generates, so that the scores are those of what is served."""
 
-    # "ctranslate2" (the adapter merged, int8: one request 4.7x as fast as transformers on 2 cores, batched the same;
-    # bench/engines.py) or "transformers", the reference, which also serves any model CTranslate2 cannot convert
+    # "ctranslate2" (the adapter merged, int8: one request 5-20x as fast as transformers on 2 cores, batched
+    # 1.0-3.6x, the same scores; bench/engines.py) or "transformers", the reference, which also serves any model
+    # CTranslate2 cannot convert
     engine: str = "ctranslate2"
     compute_type: str = "int8"  # CTranslate2's weights on a CPU: int8, int16 or float32 (Gemma-3 is closer to bf16 in float32)
     threads: int = 0  # CPU threads per generation; 0: the engine's default
