@@ -19,7 +19,7 @@ demo dev: export SLM_LOGS_DIR := $(DEMO_LOGS)
 demo dev: export SLM_SCRUB_CONFIG ?= $(CURDIR)/demo/scrub.yaml
 endif
 
-.PHONY: install demo test dev clean
+.PHONY: install demo test dev serve clean
 
 install: $(STAMP)
 
@@ -48,8 +48,13 @@ demo: install $(DAGSTER_HOME)/dagster.yaml $(DEMO_LOGS)
 dev: install $(DAGSTER_HOME)/dagster.yaml $(DEMO_LOGS)
 	$(VENV)/bin/dagster dev -w workspace.yaml
 
+# The tests' own PostgreSQL and Redis servers run for as long as the suite does (tests/services.sh).
 test: install
-	$(PY) -m pytest
+	tests/services.sh $(PY) -m pytest
+
+# The gateway on serve.host:serve.port (docs/serve.md); the LLM it forwards to is serve.upstream_base_url.
+serve: install
+	$(PY) -m gateway
 
 clean:
 	rm -rf $(SLM_HOME)

@@ -11,7 +11,9 @@ from assets.export import export_asset
 from assets.finetune import finetune_asset
 from assets.pick import pick_asset
 from assets.report import conversion_report
+from assets.router import task_router
 from assets.scrub import scrub_assets
+from assets.serving import live_agreement, serving_modes
 from assets.tasks import tasks_assets
 
 
@@ -22,9 +24,12 @@ def build_assets(days: PartitionsDefinition, tasks: DynamicPartitionsDefinition)
         collect_assets(days),
         scrub_assets(days),
         tasks_assets(tasks),
+        task_router,
         pick_asset(tasks),
         finetune_asset(tasks),
         evaluate_asset(tasks),
         export_asset(tasks),
         conversion_report,
+        live_agreement,
+        serving_modes,
     ]

@@ -53,7 +53,8 @@ def collect_assets(days: PartitionsDefinition) -> AssetsDefinition:
                 "calls_kept": stats.calls_kept,
                 "duplicates": stats.duplicates,
                 "quarantined": stats.quarantined,
-                "reconciliation": f"{stats.records_read} records read, {stats.records_unaccounted} unaccounted; "
+                "reconciliation": f"{stats.bytes_read:,} bytes read, {stats.bytes_unread} unread; "
+                f"{stats.records_read} records read, {stats.records_unaccounted} unaccounted; "
                 f"{stats.records} on these days = {stats.calls_kept} kept + {stats.duplicates} duplicates"
                 f" + {stats.quarantined} quarantined",
                 "files": stats.files,

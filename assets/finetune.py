@@ -20,10 +20,15 @@ from pipeline.settings import Settings
 from pipeline.warehouse import Warehouse
 
 
+# On Dagster's Kubernetes executor (SLM_EXECUTOR=k8s) each step is a pod: training's asks for a GPU. Other
+# executors ignore the tag.
+ONE_GPU = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": 1}}}}}
+
+
 def finetune_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
     """Step 5, one run per task partition."""
 
-    @asset(partitions_def=tasks, group_name="finetune")
+    @asset(partitions_def=tasks, group_name="finetune", op_tags=ONE_GPU)
     def adapters(
         context: AssetExecutionContext,
         picks: pd.DataFrame,

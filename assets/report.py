@@ -26,15 +26,15 @@ def conversion_report(
     rows = report_rows(tasks, warehouse.read("evaluations"), serving_cost)
     summary = totals(rows, tasks)
     chart = score_chart(rows, settings.decision.thresholds)
-    settings.report_file("scores.png").write_bytes(chart)
+    settings.write_report("scores.png", chart)
     pictures = {"scores per task": "scores.png", "calls by task": "task_map.png"}
-    settings.report_file("conversion_report.md").write_text(markdown(rows, summary, pictures))
+    settings.write_report("conversion_report.md", markdown(rows, summary, pictures))
     inline = {
         caption: data_url(settings.report_file(name).read_bytes())
         for caption, name in pictures.items()
         if settings.report_file(name).exists()
     }
-    settings.report_file("conversion_report.html").write_text(html(markdown(rows, summary, inline)))
+    settings.write_report("conversion_report.html", html(markdown(rows, summary, inline)))
     context.log.info(
         f"{summary['replaceable_tasks']}/{summary['tasks']} tasks replaceable: "
         f"{summary['share_of_calls']:.0%} of calls, {summary['share_of_tokens']:.0%} of tokens"

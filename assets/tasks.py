@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from pipeline.settings import Settings
-from pipeline.tasks import NOISE, embed, find_tasks, signature_embeddings, task_map, task_signature
+from pipeline.tasks import NOISE, PreviousCycle, embed, find_tasks, signature_embeddings, task_map, task_signature
 from pipeline.warehouse import Warehouse
 
 
@@ -41,36 +41,40 @@ def tasks_assets(tasks: DynamicPartitionsDefinition) -> AssetsDefinition:
         warehouse: ResourceParam[Warehouse],
         settings: ResourceParam[Settings],
     ):
-        """Embed each call's task signature, cluster the calls into tasks, keep the ids of last cycle's tasks."""
+        """Group the calls into tasks (one per tool, text replies by what they do), keep last cycle's task ids."""
         # imported here, not at the top: the code location (each sensor tick, each run's start) loads without torch
         from finetune.models import encode
 
+        def embed_texts(texts: list[str]):
+            return embed(texts, encode, warehouse)
+
         signatures = [task_signature(call) for call in clean_calls.to_dict("records")]
-        embeddings = signature_embeddings(signatures, lambda texts: embed(texts, encode, warehouse))
-        found = find_tasks(
-            clean_calls, signatures, embeddings, warehouse.read("tasks"), settings.clustering, settings.prices
-        )
+        embeddings = signature_embeddings(signatures, embed_texts)
+        previous = PreviousCycle(warehouse.read("tasks"), warehouse.read("task_clusters"))
+        found = find_tasks(clean_calls, signatures, embeddings, embed_texts, previous, settings.clustering,
+                           settings.prices, settings.pick.min_calls)
         new_ids = [t for t in found.tasks["task_id"] if not context.instance.has_dynamic_partition(tasks.name, t)]
         context.instance.add_dynamic_partitions(tasks.name, new_ids)
 
         picture = task_map(embeddings, found.task_clusters["task_id"].tolist())
-        settings.report_file("task_map.png").write_bytes(picture)
-        unassigned = int((found.task_clusters["task_id"] == NOISE).sum())
+        settings.write_report("task_map.png", picture)
+        unassigned = found.task_clusters[found.task_clusters["task_id"] == NOISE]
         context.log.info(
-            f"{len(found.tasks)} tasks ({len(new_ids)} new) over {len(clean_calls)} calls; {unassigned} unassigned"
+            f"{len(found.tasks)} tasks ({len(new_ids)} new) over {len(clean_calls)} calls; {len(unassigned)} unassigned"
         )
         yield Output(
             found.task_clusters,
             "task_clusters",
             metadata={
                 "calls": len(clean_calls),
-                "unassigned": unassigned,
+                "unassigned": len(unassigned),
+                "unassigned_reasons": MetadataValue.json(unassigned["reason"].value_counts().head(10).to_dict()),
                 "task_map": MetadataValue.md(
                     f"![calls by task](data:image/png;base64,{base64.b64encode(picture).decode()})"
                 ),
             },
         )
-        table = found.tasks[["task_id", "title", "calls", "share_of_calls", "share_of_spend", "reply_types"]]
+        table = found.tasks[["task_id", "title", "calls", "share_of_calls", "share_of_spend", "formed", "lineage"]]
         yield Output(
             found.tasks,
             "tasks",

@@ -5,10 +5,11 @@
 Data, under ../shared/data (or SLM_SHARED_DATA); the script skips, saying why, when it is absent:
 - banking77 `test.csv`: 3,080 customer utterances, 77 intents.
 - BFCL v4 `live_*` prompts that call a tool (simple, multiple, parallel, parallel_multiple): 1,351 prompts, each
-  taken as a logged call whose reply is its gold call, and embedded as the pipeline embeds calls
-  (`pipeline.tasks.signature_embeddings`: reply type, tools offered and system prompt mixed with the last user
-  message); the true task is the file's category with the middle number of the id (`live_multiple_12-4-3` ->
-  multiple/4), one function set.
+  taken as a logged call whose reply is its gold call (the first accepted value of each argument), grouped as the
+  step groups calls (`pipeline.grouping.group_calls`: one task per tool and argument schema); the other methods
+  cluster the calls' signature embeddings (`pipeline.tasks.signature_embeddings`: reply type, tools offered and
+  system prompt mixed with the last user message). The true task is the file's category with the middle number of
+  the id (`live_multiple_12-4-3` -> multiple/4), one function set.
   The irrelevance and relevance files are left out: their prompts are chosen to have no fitting tool, so their
   groups say nothing about which requests recur.
 
@@ -47,7 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hdbscan  # noqa: E402
 
 from pipeline.clustering import cluster  # noqa: E402
-from pipeline.tasks import signature_embeddings, split_by_structure, task_signature  # noqa: E402
+from pipeline.grouping import group_calls  # noqa: E402
+from pipeline.settings import ClusterConfig, PickConfig  # noqa: E402
+from pipeline.tasks import signature_embeddings, task_signature  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("SLM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BFCL_CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple")
@@ -90,17 +93,18 @@ def _last_user_message(question: list[list[dict]]) -> str:
     return next(message["content"] for message in reversed(messages) if message["role"] == "user")
 
 
-def bfcl() -> tuple[list[str], np.ndarray]:
-    """The pipeline's task signatures of the BFCL live prompts as logged calls (the gold call as the LLM's reply),
-    and each prompt's function-set group."""
-    signatures, groups = [], []
+def bfcl() -> tuple[list[dict], np.ndarray]:
+    """The BFCL live prompts as logged calls (the gold call as the LLM's reply), and each prompt's function-set
+    group."""
+    calls, groups = [], []
     for category in BFCL_CATEGORIES:
         folder = SHARED_DATA / "bfcl_v4"
         gold = {}
         with open(folder / "possible_answer" / f"BFCL_v4_live_{category}.json") as lines:
             for line in lines:
                 answer = json.loads(line)
-                gold[answer["id"]] = next(iter(answer["ground_truth"][0]))
+                [(name, arguments)] = answer["ground_truth"][0].items()
+                gold[answer["id"]] = {"id": "c", "name": name, "arguments": {k: v[0] for k, v in arguments.items() if v}}
         with open(folder / f"BFCL_v4_live_{category}.json") as lines:
             for line in lines:
                 record = json.loads(line)
@@ -108,11 +112,11 @@ def bfcl() -> tuple[list[str], np.ndarray]:
                     "messages": json.dumps([{"role": "user", "content": _last_user_message(record["question"])}]),
                     "tools": json.dumps([{"type": "function", "function": f} for f in record["function"]]),
                     "response_text": None,
-                    "response_tool_calls": json.dumps([{"id": "c", "name": gold[record["id"]], "arguments": {}}]),
+                    "response_tool_calls": json.dumps([gold[record["id"]]]),
                 }
-                signatures.append(task_signature(call))
+                calls.append(call)
                 groups.append(f"{category}/{record['id'].rsplit('_', 1)[1].split('-')[1]}")
-    return signatures, pd.factorize(pd.Series(groups))[0]
+    return calls, pd.factorize(pd.Series(groups))[0]
 
 
 def _noise_as_singletons(labels: np.ndarray) -> np.ndarray:
@@ -130,25 +134,27 @@ def _kmeans(embeddings: np.ndarray, k: int) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(embeddings)
 
 
-def score(name: str, embeddings: np.ndarray, truth: np.ndarray, signatures: list[str] | None = None) -> None:
-    """Ours is the step's own task finding: clustering, then, where the points are calls, the split that keeps
-    each task to one reply type and one tool set."""
+def score(name: str, embeddings: np.ndarray, truth: np.ndarray, calls: list[dict] | None = None) -> None:
+    """Ours is the step's own: clustering for utterances, and for calls the step's grouping of them."""
     k = len(np.unique(truth))
-    ours = (lambda e, _: split_by_structure(cluster(e), signatures)) if signatures else (lambda e, _: cluster(e))
+
+    def ours(e: np.ndarray, _: int) -> np.ndarray:
+        return group_calls(calls, embed, ClusterConfig(), PickConfig.min_calls).labels if calls else cluster(e)
+
     methods: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
-        "ours (PCA + hdbscan)": ours,
+        "ours (the step's grouping)" if calls else "ours (PCA + hdbscan)": ours,
         "hdbscan, raw, defaults": _hdbscan_raw,
         "k-means, true k": _kmeans,
     }
     print(f"\n{name}: {len(truth)} points, {k} true tasks")
-    print(f"{'method':<26}{'ARI':>7}{'NMI':>7}{'noise':>7}{'tasks':>7}{'seconds':>9}")
+    print(f"{'method':<28}{'ARI':>7}{'NMI':>7}{'noise':>7}{'tasks':>7}{'seconds':>9}")
     for method, run in methods.items():
         started = time.perf_counter()
         labels = run(embeddings, k)
         seconds = time.perf_counter() - started
         scored = _noise_as_singletons(labels)
         print(
-            f"{method:<26}{adjusted_rand_score(truth, scored):>7.3f}{normalized_mutual_info_score(truth, scored):>7.3f}"
+            f"{method:<28}{adjusted_rand_score(truth, scored):>7.3f}{normalized_mutual_info_score(truth, scored):>7.3f}"
             f"{np.mean(labels == -1):>7.1%}{len(set(labels) - {-1}):>7}{seconds:>9.2f}"
         )
 
@@ -184,8 +190,9 @@ def main() -> None:
         return
     texts, truth = banking77("test")
     score("banking77 test (intents)", embed(texts), truth)
-    signatures, truth = bfcl()
-    score("BFCL live (function sets)", signature_embeddings(signatures, embed), truth, signatures)
+    calls, truth = bfcl()
+    embeddings = signature_embeddings([task_signature(c) for c in calls], embed)
+    score("BFCL live (function sets)", embeddings, truth, calls)
     if not args.no_timing:
         train, _ = banking77("train")
         time_50k(np.vstack([embed(train), embed(banking77("test")[0])]))

@@ -8,9 +8,11 @@ step 6's history of which version serves the task.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import shutil
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,9 +27,11 @@ from pipeline.warehouse import ADAPTERS, frame
 
 if TYPE_CHECKING:
     from finetune.prompts import Examples
+    from finetune.train import TrainResult
 
 MANIFEST = "manifest.json"
 PROMOTIONS = "promotions.jsonl"  # per task, beside its versions
+STAGING = ".training-"  # a training run's own folder until its adapter is registered
 
 
 def train_task_adapter(
@@ -43,18 +47,28 @@ def train_task_adapter(
     """Train the task's next adapter version on `examples`, made with `rule`, and register both; returns its
     manifest."""
     # the registry is read where no model is loaded (the sensors, the report): only training needs torch
-    from finetune.models import base_model_sha256
     from finetune.train import train_adapter
 
-    version = max(versions(root, task_id), default=0) + 1
-    folder = root / task_id / f"v{version}"
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    result = train_adapter(checkpoint, examples.examples, staging, config, on_log)
-    shutil.rmtree(staging / "trainer", ignore_errors=True)
-    manifest = {
+    (root / task_id).mkdir(parents=True, exist_ok=True)
+    # a folder of this run's own: two runs of the task never write the same path, and one killed mid-way leaves
+    # only this hidden folder, never a version (delete `.training-*` folders while no training runs)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=root / task_id))
+    staging.chmod(0o755)  # mkdtemp's is owner-only; a version is read by whoever serves it
+    try:
+        result = train_adapter(checkpoint, examples.examples, staging, config, on_log)
+        shutil.rmtree(staging / "trainer", ignore_errors=True)
+        return _register(staging, root / task_id, _manifest(task_id, candidate, checkpoint, examples, rule, result))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _manifest(task_id: str, candidate: str, checkpoint: Path, examples: Examples, rule: InputRule,
+              result: TrainResult) -> dict:
+    from finetune.models import base_model_sha256
+
+    return {
         "task_id": task_id,
-        "version": version,
         "candidate": candidate,
         "base_checkpoint": str(checkpoint),
         "base_sha256": base_model_sha256(checkpoint),
@@ -73,12 +87,26 @@ def train_task_adapter(
         "tokens_per_second": round(result.tokens_per_second, 1),
         "peak_memory_mb": round(result.peak_memory_mb, 1),
         "hyperparameters": result.hyperparameters,
-        "path": str(folder),
         "trained_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
     }
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    staging.rename(folder)  # a version appears whole or not at all
-    return manifest
+
+
+def _register(staging: Path, task_folder: Path, manifest: dict) -> dict:
+    """Move the trained adapter in as the task's next version. The rename is the allocation: it fails where
+    another run took that number first, and then the next number is tried, so versions are never shared or
+    skipped, and a version appears whole or not at all."""
+    while True:
+        version = max((int(p.name[1:]) for p in task_folder.glob("v*") if p.name[1:].isdigit()), default=0) + 1
+        folder = task_folder / f"v{version}"
+        manifest = {"task_id": manifest["task_id"], "version": version, **manifest, "path": str(folder)}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        try:
+            staging.rename(folder)
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            continue
+        return manifest
 
 
 def versions(root: Path, task_id: str) -> list[int]:

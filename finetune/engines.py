@@ -29,6 +29,7 @@ processor.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -148,20 +149,25 @@ def ctranslate2_model(checkpoint: Path, adapter: Path | None, compute_type: str,
     target = cache / "ctranslate2" / key
     if (target / "model.bin").exists():
         return target
-    staging = target.with_name(key + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=staging.parent) as merged:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # this run's own folder: runs that convert the same model at once never write the same path
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    with tempfile.TemporaryDirectory(dir=target.parent) as merged:
         model, tokenizer = load_base(checkpoint)
         if adapter is not None:
             model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
         model.save_pretrained(merged)
         tokenizer.save_pretrained(merged)
         del model
-        TransformersConverter(merged).convert(str(staging), quantization=compute_type)
+        TransformersConverter(merged).convert(str(staging), quantization=compute_type, force=True)
         tokenizer.save_pretrained(staging)
         GenerationConfig.from_pretrained(merged).save_pretrained(staging)
     (staging / "made_of.json").write_text(json.dumps(made_of, indent=2))
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)  # a half-converted model is never mistaken for one
+    staging.chmod(0o755)  # mkdtemp's is owner-only; every worker reads the model
+    try:
+        staging.rename(target)  # a half-converted model is never mistaken for one
+    except OSError as error:
+        if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+        shutil.rmtree(staging)  # another run converted it first: the same model
     return target

@@ -136,8 +136,7 @@ def evaluate_task(
     kind = reply_kind(sample_calls[0])
     base = load(checkpoint, None)
     tokenizer = base.tokenizer
-    p95 = np.percentile([token_count(tokenizer, target_text(c)) + 1 for c in train.to_dict("records")], 95)
-    max_new_tokens = min(int(p95), pick.max_new_tokens)
+    max_new_tokens = reply_budget(tokenizer, train.to_dict("records"), pick.max_new_tokens)
     challenger, champion = max(versions(adapters_root, task_id), default=None), promoted_version(adapters_root, task_id)
     window = input_rule(adapters_root, task_id, challenger).context if challenger else pick.context()
     base_calls = [window.apply(c) for c in sample_calls]
@@ -179,6 +178,12 @@ def evaluate_task(
                    replaceable=decision.replaceable, reason=decision.reason)
     table = frame("evaluations", rows)
     return TaskEvaluation(table, kind, decision, champion, promotion, base.name)
+
+
+def reply_budget(tokenizer: PreTrainedTokenizerBase, train_calls: Sequence[dict], cap: int) -> int:
+    """The tokens a reply of the task may take: its training replies' p95 (with the end of turn), at most `cap`.
+    Evaluation and the gateway bound generation alike."""
+    return min(int(np.percentile([token_count(tokenizer, target_text(c)) + 1 for c in train_calls], 95)), cap)
 
 
 def _mean_tokens(tokenizer: PreTrainedTokenizerBase, calls: Sequence[dict]) -> float:

@@ -32,9 +32,10 @@ class Generated:
 @torch.inference_mode()
 def generate(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int,
-    batch_size: int = BATCH_SIZE, batch_tokens: int = BATCH_TOKENS,
+    batch_size: int = BATCH_SIZE, batch_tokens: int = BATCH_TOKENS, max_time: float | None = None,
 ) -> Generated:
-    """Replies in the order of `prompts`; prompts of similar length share a batch, so little of it is padding."""
+    """Replies in the order of `prompts`; prompts of similar length share a batch, so little of it is padding.
+    `max_time` (seconds) cuts a batch's generation short, as the gateway's latency budget does."""
     tokenizer.padding_side = "left"
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids]
     texts: dict[int, str] = {}
@@ -42,7 +43,8 @@ def generate(
     started = time.perf_counter()
     for batch in batches(lengths, max_new_tokens, batch_size, batch_tokens):
         inputs = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                                max_time=max_time)
         replies = output[:, inputs["input_ids"].shape[1]:]
         new_tokens += int((replies != tokenizer.pad_token_id).sum())
         for i, reply in zip(batch, replies):

@@ -7,11 +7,13 @@ loads in well under a second.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import importlib.util
 import json
 import shutil
+import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -46,13 +48,15 @@ def base_checkpoint(candidate: Candidate, home: Path) -> Path:
     target = home / "models" / candidate.name
     if (target / SOURCE_FILE).exists():
         return target
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # this run's own folder: runs that convert the same candidate at once never write the same path
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp's is owner-only; every worker reads the checkpoint
     if "hub" in candidate.source:
         model, tokenizer = AutoModelForCausalLM.from_pretrained(candidate.source["hub"]), AutoTokenizer.from_pretrained(candidate.source["hub"])
         source = {"hub": candidate.source["hub"], "sha256": ""}
     else:
-        gguf = gguf_file(candidate, home)
+        gguf = _gguf_file(candidate, staging)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         dequantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         config = dequantized.config
@@ -67,8 +71,14 @@ def base_checkpoint(candidate: Candidate, home: Path) -> Path:
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     (staging / SOURCE_FILE).write_text(json.dumps({"candidate": candidate.name, **source}))
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)  # a half-written checkpoint is never mistaken for a converted one
+    if target.exists() and not (target / SOURCE_FILE).exists():
+        shutil.rmtree(target, ignore_errors=True)  # left by an older version's interrupted conversion
+    try:
+        staging.rename(target)  # a half-written checkpoint is never mistaken for a converted one
+    except OSError as error:
+        if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+        shutil.rmtree(staging)  # another run converted it first: the same weights
     return target
 
 
@@ -123,11 +133,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def gguf_file(candidate: Candidate, home: Path) -> Path:
-    """The GGUF file the candidate is converted from: in its package, or joined from its parts under `home`."""
+def _gguf_file(candidate: Candidate, folder: Path) -> Path:
+    """The candidate's GGUF: in its package, or joined from its packages' parts into `folder`."""
     package = candidate.source["gguf_package"]
     if candidate.source.get("assemble"):
-        return importlib.import_module(package).assemble(home / "models" / "gguf" / f"{candidate.name}.gguf")
+        return importlib.import_module(package).assemble(folder / f"{candidate.name}.gguf")
     spec = importlib.util.find_spec(package)
     if spec is None:
         raise ModuleNotFoundError(f"candidate {candidate.name}: package {package} is not installed")

@@ -26,7 +26,7 @@ from finetune.engines import Engine, EngineLoader, TransformersEngine
 from finetune.evaluate import held_out_sample, score_model
 from finetune.models import base_checkpoint, load_tokenizer
 from finetune.prompts import prompt_text, reply_kind, target_text, token_count
-from pipeline.context import InputRule, choose_window, fits
+from pipeline.context import InputRule, choose_window, fits, window_coverage
 from pipeline.pruning import learn_pruning
 from pipeline.pick import choose, could_win, profile, unfit_reason, value
 from pipeline.settings import PickConfig
@@ -110,17 +110,21 @@ def pick_candidate(
     row = table["candidate"] == chosen
     if chosen and table.loc[row, "eligible"].any():
         candidate = next(c for c in candidates if c.name == chosen)
-        window, scores, unfit = _window(candidate, engines[chosen], records, sample_calls, examples, kind, pruning, config, embed,
-                                        {0: float(table.loc[row, "few_shot"].iloc[0])}, int(table.loc[row, "output_p95"].iloc[0]))
-        table.loc[row, ["chosen", "reason", "context_window", "window_scores", "calls_unfit"]] = [
-            True, reason, window, json.dumps(scores), unfit]
+        window, scores, coverage, unfit = _window(
+            candidate, engines[chosen], records, sample_calls, examples, kind, pruning, config, embed,
+            {0: float(table.loc[row, "few_shot"].iloc[0])}, int(table.loc[row, "output_p95"].iloc[0]))
+        table.loc[row, ["chosen", "reason", "context_window", "window_scores", "window_coverage", "calls_unfit"]] = [
+            True, reason, window, json.dumps(scores), json.dumps(coverage), unfit]
     elif chosen:
         table.loc[row, ["chosen", "reason"]] = [True, reason]
     return Pick(table, chosen, reason, ", ".join(sorted({engine.name for engine in engines.values()})))
 
 
 def _window(candidate, engine, records, sample_calls, examples, kind, pruning, config, embed, scores, reply_tokens):
-    """(the window chosen, each window's few-shot score, calls that do not fit the context in it)."""
+    """(the window chosen, each window's few-shot score, each window's coverage of the values the replies copy, calls
+    that do not fit the context in it). The window is the smallest scoring within the margin of the best, widened
+    until it keeps the values of `window_coverage` of the task's tool-call replies (`pipeline.context`): a few
+    scored calls cannot show that an id the answer needs was said earlier than the window reaches."""
     tokenizer = engine.tokenizer
     budget = min(reply_tokens, config.max_new_tokens)
     rendered = {0: [prompt_text(tokenizer, config.context().apply(c), e) for c, e in zip(sample_calls, examples)]}
@@ -133,11 +137,18 @@ def _window(candidate, engine, records, sample_calls, examples, kind, pruning, c
         else:
             fitted = [config.context(window).apply(c) for c in sample_calls]
             scores[window] = score_model(engine, fitted, kind, budget, embed, examples).mean
-    window = choose_window(scores, config.window_margin)
+    coverage = {w: window_coverage(records, config.context(w)) for w in sorted(set(config.windows) | {0})}
+    wide_enough = [w for w, share in coverage.items() if share >= config.window_coverage]
+    window = max(choose_window(scores, config.window_margin), min(wide_enough, key=_width), key=_width)
     rule = InputRule(pruning, config.context(window))
     unfit = sum(not fits(token_count(tokenizer, prompt_text(tokenizer, rule.prepare(c))), reply_tokens, candidate.context_length)
                 for c in records)
-    return window, {str(w): round(s, 4) for w, s in sorted(scores.items())}, unfit
+    return (window, {str(w): round(s, 4) for w, s in sorted(scores.items())},
+            {str(w): round(share, 4) for w, share in coverage.items()}, unfit)
+
+
+def _width(window: int) -> float:
+    return window or float("inf")  # 0 keeps the whole conversation
 
 
 def _row(task_id: str, candidate: Candidate, task=None, full_p50=0, *, eligible=False, zero_shot=np.nan, few_shot=np.nan,
@@ -147,7 +158,8 @@ def _row(task_id: str, candidate: Candidate, task=None, full_p50=0, *, eligible=
         "task_id": task_id, "candidate": candidate.name, "parameters": candidate.parameters,
         "context_length": candidate.context_length, "serving_usd_per_1m_tokens": candidate.serving_usd_per_1m_tokens,
         "input_p50_full": full_p50, **lengths, "eligible": eligible, "zero_shot": zero_shot, "few_shot": few_shot, "calls_scored": calls_scored,
-        "tokens_per_second": tokens_per_second, "context_window": 0, "window_scores": "{}", "calls_unfit": 0,
+        "tokens_per_second": tokens_per_second, "context_window": 0, "window_scores": "{}", "window_coverage": "{}",
+        "calls_unfit": 0,
         "chosen": False, "reason": reason,
     }
 

@@ -3,8 +3,9 @@
 CPU defaults: gradient checkpointing off (trl turns it on; it made a step 1.5× slower here), bf16 only where the
 CPU has bf16 instructions (elsewhere it is emulated and slower), the LM head run only where the loss is (see
 `ReplyOnlyTrainer`), steps scaled to the data and capped. Training ends earlier once the task is learnt
-(a low loss and every reply token right), or once it has read `max_tokens`: a task of short calls learns what it can
-from many steps, a task of long replies is bounded in time. With CUDA present the trainer uses the GPU, in bf16
+(a low loss and every reply token right), once it has read `max_tokens`, or at `max_seconds`: a task of short calls
+learns what it can from many steps, a task of long replies is bounded in time. The manifest says which bound
+stopped it. With CUDA present the trainer uses the GPU, in bf16
 when the card supports it.
 """
 
@@ -40,9 +41,9 @@ def padding_share(lengths: list[int], batch_size: int, draws: int = 256, seed: i
     return float(1 - batches.sum() / (batches.max(axis=1).sum() * batch_size))
 
 
-def stop_reason(losses: list[float], accuracies: list[float], tokens: int, config: TrainConfig) -> str:
+def stop_reason(losses: list[float], accuracies: list[float], tokens: int, config: TrainConfig, seconds: float = 0.0) -> str:
     """Why training stops after the step that brought the loss and token-accuracy curves to `losses` and
-    `accuracies` and the tokens read to `tokens`, or "" to go on."""
+    `accuracies`, the tokens read to `tokens` and the time spent to `seconds`, or "" to go on."""
     window = config.converged_steps
     recent, recent_accuracy = losses[-window:], accuracies[-window:]
     if config.stop_loss and len(recent) == window:
@@ -52,6 +53,8 @@ def stop_reason(losses: list[float], accuracies: list[float], tokens: int, confi
                     f"at least {min(recent_accuracy):.1%} of reply tokens predicted in each")
     if config.max_tokens and tokens >= config.max_tokens:
         return f"token budget: {tokens:,} of {config.max_tokens:,} tokens read"
+    if config.max_seconds and seconds >= config.max_seconds:
+        return f"time budget: {seconds:.0f} s of {config.max_seconds:g} s"
     return ""
 
 
@@ -208,6 +211,10 @@ class _Stopping(TrainerCallback):
         self.losses: list[float] = []
         self.accuracies: list[float] = []
         self.reason = ""
+        self.started = time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "loss" not in logs:
@@ -216,6 +223,7 @@ class _Stopping(TrainerCallback):
         self.accuracies.append(float(logs.get("mean_token_accuracy", 0.0)))
         if self.report:
             self.report(state.global_step, self.steps, self.losses[-1])
-        self.reason = stop_reason(self.losses, self.accuracies, int(logs.get("num_tokens", 0)), self.config)
+        self.reason = stop_reason(self.losses, self.accuracies, int(logs.get("num_tokens", 0)), self.config,
+                                  time.perf_counter() - self.started)
         if self.reason:  # never cleared: the trainer sets it at the step limit too
             control.should_training_stop = True

@@ -17,5 +17,7 @@ convert_tasks = define_asset_job(
 evaluate_tasks = define_asset_job("evaluate_tasks", AssetSelection.groups("evaluate", "export"), tags=LOADS_MODEL)
 # The report reads every task's evaluation.
 report = define_asset_job("report", AssetSelection.groups("report"))
+# The gateway's live pairs scored, and each task's mode set from them (modes set by hand go in its run config).
+update_serving = define_asset_job("update_serving", AssetSelection.assets("live_agreement", "serving_modes"))
 
-JOBS = [collect_and_scrub, find_tasks, convert_tasks, evaluate_tasks, report]
+JOBS = [collect_and_scrub, find_tasks, convert_tasks, evaluate_tasks, report, update_serving]

@@ -3,8 +3,8 @@ coming); when `tasks` is fresh, the `retrain_changed_tasks` sensor takes it from
 
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 
-from orchestration.jobs import find_tasks
-from pipeline.settings import DecisionConfig
+from orchestration.jobs import find_tasks, update_serving
+from pipeline.settings import DecisionConfig, ServeConfig
 
 
 def retraining(config: DecisionConfig) -> ScheduleDefinition:
@@ -12,5 +12,15 @@ def retraining(config: DecisionConfig) -> ScheduleDefinition:
         name="retraining",
         job=find_tasks,
         cron_schedule=config.retrain_cron,
+        default_status=DefaultScheduleStatus.RUNNING,
+    )
+
+
+def serving(config: ServeConfig) -> ScheduleDefinition:
+    """Live agreement scored and the modes updated, so that a task moves between shadow, slm and llm on its own."""
+    return ScheduleDefinition(
+        name="serving",
+        job=update_serving,
+        cron_schedule=config.modes_cron,
         default_status=DefaultScheduleStatus.RUNNING,
     )

@@ -29,10 +29,12 @@ def _reduce(embeddings: np.ndarray, dims: int) -> np.ndarray:
     return reduced / np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
 
 
-def cluster(embeddings: np.ndarray, config: ClusterConfig = ClusterConfig()) -> np.ndarray:
-    """Label per row; -1 is noise (stays with the LLM). Deterministic for the same input."""
+def cluster(embeddings: np.ndarray, config: ClusterConfig = ClusterConfig(), min_size: int | None = None,
+            single: bool = False) -> np.ndarray:
+    """Label per row; -1 is noise. Deterministic for the same input. `min_size` overrides the configured smallest
+    cluster; `single` lets all rows be one cluster where that is more stable than any split of them."""
     fitted = min(len(embeddings), config.sample)
-    size = _min_cluster_size(fitted, config)
+    size = min_size or _min_cluster_size(fitted, config)
     if len(embeddings) < size:
         return np.full(len(embeddings), -1)
     reduced = _reduce(embeddings, config.dims)
@@ -43,6 +45,7 @@ def cluster(embeddings: np.ndarray, config: ClusterConfig = ClusterConfig()) -> 
         min_samples=config.min_samples,
         cluster_selection_method=config.cluster_selection,
         cluster_selection_epsilon=config.epsilon,
+        allow_single_cluster=single,
         core_dist_n_jobs=2,
         prediction_data=fitted < len(embeddings),
     ).fit(reduced[rows])
@@ -61,7 +64,10 @@ def keywords(texts: list[str], labels: np.ndarray, top: int = 6) -> dict[int, li
     documents = [" ".join(text for text, label in zip(texts, labels) if label == task) for task in ids]
     # words and tool names (`get_user_details`), never a token with a digit: a placeholder (`<USER_ID_1>`) or an id
     vectorizer = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z_]*[a-zA-Z]\b")
-    counts = vectorizer.fit_transform(documents).toarray().astype(np.float64)
+    try:
+        counts = vectorizer.fit_transform(documents).toarray().astype(np.float64)
+    except ValueError:  # no word at all, only stop words, numbers and placeholders
+        return {task: [] for task in ids}
     # BERTopic's weighting: term frequency within the class, times log(1 + average words per class / word total).
     tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     idf = np.log(1 + counts.sum(axis=1).mean() / np.maximum(counts.sum(axis=0), 1))

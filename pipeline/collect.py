@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import re
+import uuid
 import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -22,7 +23,7 @@ from pipeline.formats import Quarantined, parse_record, parse_time, record_time,
 from pipeline.settings import Settings
 from pipeline.warehouse import CALLS, frame, typed_frame
 
-PARSER_VERSION = 1  # bump when parsing changes, so cached parses are redone
+PARSER_VERSION = 2  # bump when parsing changes, so cached parses are redone
 EXCERPT_CHARS = 200
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class LogFile:
     name: str  # relative to the logs folder
     sha256: str
     modified_at: datetime
+    size: int  # bytes as stored (compressed, for .gz) when the file was found
 
 
 @dataclass
@@ -38,6 +40,7 @@ class FileParse:
     """A file's records as parsed, independent of where the file lies (so it can be cached by content hash)."""
 
     lines: int = 0
+    bytes: int = 0  # bytes of the file as stored that reading went through
     blank_lines: int = 0
     records: int = 0  # non-blank lines: each must end as calls, quarantine rows, or only non-model spans
     skipped_spans: int = 0
@@ -56,6 +59,8 @@ class CollectStats:
     files: int = 0
     files_parsed: int = 0  # the rest came from the parse cache
     lines_read: int = 0
+    bytes_read: int = 0
+    bytes_unread: int = 0  # of the files' sizes when found, bytes that reading never reached: must be 0
     blank_lines: int = 0
     records_read: int = 0  # non-blank lines of every file
     records_unaccounted: int = 0  # of those, ones that became nothing: must be 0
@@ -70,8 +75,9 @@ class CollectStats:
     copies: list[str] = field(default_factory=list)  # files whose content another file already holds: read once
 
     def reconciles(self) -> bool:
-        """Every line read ended somewhere, and every row of these days is a kept call, a duplicate or quarantined."""
-        return self.records_unaccounted == 0 and self.records == self.calls_kept + self.duplicates + self.quarantined
+        """Every byte of every file was read, every line read ended somewhere, and every row of these days is a kept
+        call, a duplicate or quarantined."""
+        return self.bytes_unread == 0 and self.records_unaccounted == 0 and self.records == self.calls_kept + self.duplicates + self.quarantined
 
 
 @dataclass
@@ -149,9 +155,11 @@ def find_log_files(folder: Path, cache_dir: Path) -> LogFiles:
             continue
         seen.add(known[2])
         modified = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).replace(tzinfo=None)
-        found.files.append(LogFile(path, str(path.relative_to(folder)), known[2], modified))
+        found.files.append(LogFile(path, str(path.relative_to(folder)), known[2], modified, stat.st_size))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    memo_path.write_text(json.dumps(memo))
+    partial = memo_path.with_suffix(f".{uuid.uuid4().hex}.partial")  # runs at once never write the same file
+    partial.write_text(json.dumps(memo))
+    partial.replace(memo_path)
     return found
 
 
@@ -163,7 +171,7 @@ def read_log_file(file: LogFile, cache_dir: Path, max_line_bytes: int) -> tuple[
             return FileParse(**json.load(stream)), False
     parse = parse_log_file(file.path, max_line_bytes)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_suffix(".partial")
+    partial = cached.with_suffix(f".{uuid.uuid4().hex}.partial")
     with gzip.open(partial, "wt", encoding="utf-8") as stream:
         json.dump(asdict(parse), stream, default=_json_default)
     partial.replace(cached)  # a crash mid-write never leaves a half cache entry behind
@@ -173,8 +181,7 @@ def read_log_file(file: LogFile, cache_dir: Path, max_line_bytes: int) -> tuple[
 def parse_log_file(path: Path, max_line_bytes: int) -> FileParse:
     """Parse every line; a line that cannot become a call is quarantined with its reason, and reading goes on."""
     parse = FileParse()
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as stream:
+    with open(path, "rb") as stored, (gzip.GzipFile(fileobj=stored) if path.name.endswith(".gz") else stored) as stream:
         try:
             for number, raw in enumerate(stream, start=1):
                 parse.lines = number
@@ -192,6 +199,7 @@ def parse_log_file(path: Path, max_line_bytes: int) -> FileParse:
             parse.quarantine.append(
                 _quarantine_row(parse.lines + 1, f"unreadable file after line {parse.lines}: {error}", b"", None)
             )
+        parse.bytes = stored.tell()
     return parse
 
 
@@ -307,6 +315,8 @@ def assemble(
 
     for file, parse in zip(files, parses):
         stats.lines_read += parse.lines
+        stats.bytes_read += parse.bytes
+        stats.bytes_unread += max(0, file.size - parse.bytes)
         stats.blank_lines += parse.blank_lines
         stats.records_read += parse.records
         stats.records_unaccounted += parse.unaccounted()

@@ -81,6 +81,45 @@ def choose_window(scores: Mapping[int, float], margin: float) -> int:
     return min((w for w, s in scores.items() if s >= best - margin), key=lambda w: w or float("inf"))
 
 
+def window_coverage(calls: list[dict], policy: ContextPolicy) -> float:
+    """The share of tool-call replies whose argument values, where the call's input holds them at all, are all still
+    in the input that `policy` keeps: a window that cuts them off leaves the model to guess them. Calls whose
+    arguments come from nowhere in the input (computed, or the model's own) and text replies count as covered."""
+    checked = [(values, _input_text(call)) for call in calls if (values := _argument_values(call))]
+    needed = [[v for v in values if v in text] for values, text in checked]
+    kept = [_input_text(policy.apply(call)) for call in calls if _argument_values(call)]
+    covered = sum(all(v in text for v in values) for values, text in zip(needed, kept))
+    return covered / len(checked) if checked else 1.0
+
+
+def _argument_values(call: dict) -> list[str]:
+    """The values a tool-call reply's arguments hold, as text, that are long enough to be copied rather than chosen
+    (`<USER_ID_1>`, "HAT159", 2024-05-20; not "yes" or 2)."""
+    values: list[str] = []
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str | int | float) and not isinstance(value, bool) and len(str(value)) >= 4:
+            values.append(str(value))
+
+    for tool_call in json.loads(call["response_tool_calls"]):
+        walk(tool_call.get("arguments"))
+    return values
+
+
+def _input_text(call: dict) -> str:
+    """Everything the conversation says, tool calls and results included (the system prompt is never cut)."""
+    return "\n".join(
+        (m.get("content") or "") + "".join(json.dumps(c.get("function", c), ensure_ascii=False) for c in m.get("tool_calls") or [])
+        for m in json.loads(call["messages"]) if m["role"] != "system"
+    )
+
+
 def _cut_lists(value, limit: int):
     if isinstance(value, list):
         kept = [_cut_lists(v, limit) for v in value[:limit]]

@@ -110,6 +110,14 @@ def parse_time(value: Any) -> datetime | None:
     return None
 
 
+def canonical_request(request: dict) -> tuple[list[dict], list[dict]]:
+    """A chat request's messages and tools as a call holds them: what the gateway reads a live call as, the same way
+    this step reads a logged one."""
+    if not isinstance(request.get("messages"), list):
+        raise Quarantined("request has no messages list")
+    return [_canonical_message(m) for m in request["messages"]], _canonical_tools(request)
+
+
 # --- request/response records -------------------------------------------------------------------
 
 
@@ -117,6 +125,12 @@ def _parse_flywheel(record: dict) -> Call:
     if record.get("error_details"):
         raise Quarantined(f"LLM call failed: {str(record['error_details'])[:120]}")
     response = record.get("response")
+    served_by = record.get("served_by")
+    if isinstance(served_by, str) and served_by != "llm":
+        # the gateway's record of a call an adapter answered: a model learns from the LLM's reply, never its own
+        response = (record.get("llm") or {}).get("response")
+        if response is None:
+            raise Quarantined(f"served by the adapter {served_by[:40]}: no LLM reply to learn from")
     if response is None:
         raise Quarantined("call without a response")
     call = _from_openai(record["request"], response)

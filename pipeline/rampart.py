@@ -5,6 +5,8 @@ spaCy's NER misses names it has not seen ("Aarav Garcia", the second name of a p
 for PII and finds most of them. It runs as the last component of Presidio's spaCy pipeline, so Presidio's batch
 engine feeds it the same batches of distinct texts as the NER, and its findings ride on the Doc to
 `RampartRecognizer`. The model files are used directly (onnxruntime, tokenizers); the vendor's client is not.
+Its 4-bit weights are stored at 8 bits when it loads (`int8_model`): twice as fast on a CPU, with the same
+recall (docs/benchmarks.md).
 
 Texts are read in overlapping 480-character windows, as the vendor's reference code does: the model was trained
 on short texts, and its 512-token limit must not cut an entity in half.
@@ -73,7 +75,7 @@ class Rampart:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self._session = onnxruntime.InferenceSession(
-            str(path / "onnx" / "model_q4.onnx"), options, providers=["CPUExecutionProvider"]
+            int8_model(path / "onnx" / "model_q4.onnx"), options, providers=["CPUExecutionProvider"]
         )
         self._batch_size = batch_size
 
@@ -120,6 +122,51 @@ class Rampart:
         probabilities = np.exp(logits)
         probabilities /= probabilities.sum(axis=-1, keepdims=True)
         return probabilities.argmax(axis=-1), probabilities.max(axis=-1)
+
+
+def int8_model(q4: Path) -> bytes:
+    """The vendor's 4-bit model with 8-bit weights instead, for onnxruntime's integer matrix products.
+
+    onnxruntime computes a 4-bit MatMulNBits by widening its weights to floats at every call; with 8-bit weights
+    and 8-bit activations it uses the CPU's integer dot products. The 4-bit weights are widened once to floats
+    (each block's codes minus its zero point, times its scale, as the operator defines them), and onnxruntime's
+    dynamic quantizer then stores each matrix's columns at 8 bits.
+    """
+    import tempfile
+
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(q4))
+    weights = {tensor.name: tensor for tensor in model.graph.initializer}
+    nodes = []
+    for node in model.graph.node:
+        if node.op_type != "MatMulNBits":
+            nodes.append(node)
+            continue
+        attributes = {a.name: a.i for a in node.attribute}
+        k, n, block = attributes["K"], attributes["N"], attributes["block_size"]
+        if attributes["bits"] != 4 or len(node.input) > 3:
+            raise ValueError(f"{node.name}: only 4-bit weights without zero points or bias are widened")
+        blocks = -(-k // block)
+        packed = numpy_helper.to_array(weights[node.input[1]]).reshape(n, blocks, block // 2)
+        codes = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(n, blocks, block).astype(np.float32)
+        scales = numpy_helper.to_array(weights[node.input[2]]).astype(np.float32).reshape(n, blocks, 1)
+        widened = ((codes - 8) * scales).reshape(n, blocks * block)[:, :k]  # zero point 8 when none is given
+        name = f"{node.input[1]}_float"
+        model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(widened.T), name))
+        nodes.append(helper.make_node("MatMul", [node.input[0], name], list(node.output), name=node.name))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
+    kept = [tensor for tensor in model.graph.initializer if tensor.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    with tempfile.TemporaryDirectory() as folder:
+        quantize_dynamic(model, f"{folder}/int8.onnx", per_channel=True, op_types_to_quantize=["MatMul"],
+                         weight_type=QuantType.QInt8)
+        return Path(f"{folder}/int8.onnx").read_bytes()
 
 
 def _windows(text: str) -> list[tuple[int, str]]:

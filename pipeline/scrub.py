@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -119,10 +119,13 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
         spans = [m.span() for m in allowed.finditer(text)] if allowed else []
         return [f for f in results if not any(start <= f[1] and f[2] <= end for start, end in spans)]
 
-    # first what each scope holds, from all its calls, then each call scrubbed of all of it
+    # first what each conversation holds, from all its calls, then each call scrubbed of all of it: a customer who
+    # types their name in lower case before any tool result names them is found through the later calls
+    sessions = Counter(call["session_id"] for call in scrubbable if not pd.isna(call["session_id"]))
+    conversation = {call["call_id"]: _conversation(call, sessions, config) for call in scrubbable}
     known: dict[Any, Known] = {}
     for call in scrubbable:
-        scope = known.setdefault(_scope(call, config), Known())
+        scope = known.setdefault(conversation[call["call_id"]], Known())
 
         def remember(document: str, pieces: list[Piece]) -> list[str]:
             for piece in pieces:
@@ -143,7 +146,8 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
             scrubbed = []
             for piece in pieces:
                 text = document[piece.start : piece.end]
-                found = known[scope_key].findings(text, found_in(document, piece), identifiers=not piece.tool_name)
+                found = known[conversation[call["call_id"]]].findings(text, found_in(document, piece),
+                                                                      identifiers=not piece.tool_name)
                 results = kept(text, found)
                 counts.update((kind, recognizer) for kind, _, _, _, recognizer in results)
                 scrubbed.append(placeholders.replace(text, results, mapping) if results else text)
@@ -421,6 +425,14 @@ def _verified(clean: list[dict], config: ScrubConfig) -> tuple[list[dict], list[
 
 
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
+
+
+def _conversation(call: dict, sessions: Counter, config: ScrubConfig) -> tuple[str, Any]:
+    """Whose found values a call is scrubbed of: its session's, where the session is a conversation (at most
+    `conversation_calls` calls; a client id logged as the session of all its traffic is not), else its own."""
+    if config.scope == "session" or (not pd.isna(call["session_id"]) and sessions[call["session_id"]] <= config.conversation_calls):
+        return _scope(call, replace(config, scope="session"))
+    return ("call", call["call_id"])
 
 
 def _scope(call: dict, config: ScrubConfig) -> tuple[str, Any]:

@@ -1,10 +1,10 @@
 """Every setting of the pipeline, and the only place its default is written.
 
-`Settings.from_env()` is read once, where the Dagster code location starts (`orchestration/definitions.py`), and
-passed down from there. It takes where things are from environment variables and the tuning of each step from
-`SLM_CONFIG`, a YAML file with one optional section per step config below (`scrub:`, `clustering:`, `prices:`,
-`pick:`, `training:`, `decision:`, `serving:`, `judge:`) whose keys are that dataclass's fields; what a file leaves out keeps the
-default. `SLM_SCRUB_CONFIG` is a deployment's own scrub lists (`deny_lists`, `patterns`, `allow`), kept apart from
+`Settings.from_env()` is read once, where the Dagster code location starts (`orchestration/definitions.py`) or the
+gateway starts (`gateway/__main__.py`), and passed down from there. It takes where things are from environment
+variables and the tuning of each step from `SLM_CONFIG`, a YAML file with one optional section per step config below
+(`scrub:`, `clustering:`, `prices:`, `pick:`, `training:`, `decision:`, `serving:`, `judge:`, `serve:`) whose keys
+are that dataclass's fields; what a file leaves out keeps the default. `SLM_SCRUB_CONFIG` is a deployment's own scrub lists (`deny_lists`, `patterns`, `allow`), kept apart from
 tuning because it names what a deployment protects. `python -m pipeline.settings` writes the reference page,
 `docs/configuration.md`, from these dataclasses.
 """
@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import tokenize
+import uuid
 from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
@@ -42,6 +43,9 @@ class ScrubConfig:
     text_timeout_s: float = 60.0  # for one text tried on its own; its call is quarantined past it
     max_text_digits: int = 20_000  # a text with more digits is not analyzed (patterns on digit runs are slow)
     scope: str = "call"  # placeholders consistent per "call" or per "session"
+    # a value found in one call is removed from every call of its session where the session has at most this many
+    # calls (a conversation); a session id that holds more (a client's whole traffic) shares nothing
+    conversation_calls: int = 200
     deny_lists: dict[str, list[str]] = field(default_factory=dict)  # entity type -> values always removed
     patterns: dict[str, list[str]] = field(default_factory=dict)  # entity type -> regexes always removed
     allow: list[str] = field(default_factory=list)  # regexes of whole values never removed (order ids, SKUs)
@@ -88,6 +92,15 @@ class ClusterConfig:
     # hdbscan's tree searches slow down sharply past ~10,000 points in 32 dims (50,000 take minutes on 2 cores), so
     # larger inputs are clustered on an even sample of this many points and the rest join the cluster they fall in.
     sample: int = 10_000
+    # Calls whose system prompts and tools embed at least this close (cosine) are one agent's: its text replies are
+    # grouped together.
+    agent_similarity: float = 0.9
+    # An agent's text replies are split into parts only where the parts stand this far apart (silhouette, cosine):
+    # on the demo and the airline logs, parts that differ by topic scored 0.12-0.30, parts that do different things
+    # (ask, confirm, report) 0.41.
+    split_silhouette: float = 0.35
+    # A text reply that no other reply of its agent is at least this similar to (cosine) is an outlier: unassigned.
+    outlier_similarity: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,9 @@ class PickConfig:
     prune_share: float = 0.9  # a system line or tool set in this share of a task's calls is static, pruned
     windows: list[int] = field(default_factory=lambda: [2, 4, 8, 0])  # conversation windows tried, 0 = all of it
     window_margin: float = 0.02  # the smallest window scoring within this of the best tried is chosen
+    # ... then widened until it keeps, for this share of the task's tool-call replies, every argument value the
+    # reply copies from the conversation (an id the customer gave three turns earlier)
+    window_coverage: float = 0.95
     list_items: int = ContextPolicy.list_items  # tool-result lists are cut to this many items
     tool_result_chars: int = ContextPolicy.tool_result_chars  # and tool results to this many characters
 
@@ -137,9 +153,11 @@ class TrainConfig:
     batch_size: int = 4
     epochs: float = 2.0
     min_steps: int = 20
-    max_steps: int = 30  # bounds a task's training time on 2 CPU cores (2–3 minutes for SmolLM2-135M)
+    # the step bound is loose: a task trains until it has learnt (below), or until its time budget is spent
+    max_steps: int = 300
     max_length: int = 2048  # tokens per example; longer calls are left out of training, counted
     max_tokens: int = 0  # stop once training has read this many tokens (0: no bound): long replies cost more steps' time
+    max_seconds: float = 300.0  # stop once training has run this long (0: no bound): a task's time, whatever its calls
     # stop once the mean loss of the last `converged_steps` steps is below `stop_loss` (0: never) and each of them
     # predicted at least `stop_accuracy` of its reply tokens (teacher-forced token accuracy)
     stop_loss: float = 0.01
@@ -194,12 +212,40 @@ class JudgeConfig:
     timeout_s: float = 60.0
 
 
+@dataclass(frozen=True)
+class ServeConfig:
+    """The gateway (`gateway/`): where the LLM is, how calls are routed to adapters, and when a task changes mode."""
+
+    host: str = "127.0.0.1"  # the address the gateway listens on; 0.0.0.0 to serve other machines
+    port: int = 8400
+    upstream_base_url: str = ""  # the LLM: any OpenAI-compatible endpoint, e.g. https://api.openai.com/v1
+    upstream_api_key_env: str = "OPENAI_API_KEY"  # the environment variable holding its key; the key is never logged
+    upstream_timeout_s: float = 120.0
+    # vLLM's OpenAI server with one LoRA module per task (`pipeline/vllm.py` writes its config; `{candidate}` in the
+    # URL stands for the base model's name): adapters answer there, the request's `model` naming the task; empty: they
+    # answer in the gateway's own process
+    vllm_base_url: str = ""
+    min_confidence: float = 0.8  # a call the router assigns with less confidence goes to the LLM
+    latency_budget_s: float = 10.0  # an adapter answer slower than this is abandoned and the LLM answers instead
+    max_body_bytes: int = 4 * 1024 * 1024  # a larger request body is refused (413)
+    # task id -> mode (llm, shadow, canary:<share>, slm), over what step 6 decided; for a task to stay where you put it
+    modes: dict[str, str] = field(default_factory=dict)
+    # share of the calls an adapter serves (slm, canary) also answered by the LLM in the background, so that live
+    # agreement is still measured after promotion and a task can fall back to the LLM when it drops
+    audit_share: float = 0.05
+    live_min_calls: int = 50  # live pairs a task needs before its live agreement can move it between shadow and slm
+    live_window: int = 500  # live agreement is the mean over the task's latest this many pairs
+    modes_cron: str = "15 * * * *"  # when live agreement is scored and the modes updated (UTC): hourly
+
+
 SECTIONS = {"scrub": ScrubConfig, "clustering": ClusterConfig, "prices": Prices, "pick": PickConfig,
-            "training": TrainConfig, "decision": DecisionConfig, "serving": ServingConfig, "judge": JudgeConfig}
+            "training": TrainConfig, "decision": DecisionConfig, "serving": ServingConfig, "judge": JudgeConfig,
+            "serve": ServeConfig}
 SCRUB_LISTS = ("deny_lists", "patterns", "allow")
 # Environment variables that set one key of a section, for what a deployment changes without a file.
 ENV_OVERRIDES = {"SLM_SCRUB_PROCESSES": ("scrub", "processes"), "SLM_SCRUB_SCOPE": ("scrub", "scope"),
-                 "SLM_VAULT_KEY": ("scrub", "vault_key"), "SLM_RETRAIN_CRON": ("decision", "retrain_cron")}
+                 "SLM_VAULT_KEY": ("scrub", "vault_key"), "SLM_RETRAIN_CRON": ("decision", "retrain_cron"),
+                 "SLM_UPSTREAM_BASE_URL": ("serve", "upstream_base_url"), "SLM_SERVE_PORT": ("serve", "port")}
 
 
 @dataclass(frozen=True)
@@ -210,8 +256,11 @@ class Settings:
     logs_dir: Path | None = None  # SLM_LOGS_DIR: the agent's log files; default SLM_HOME/logs
     first_day: date = date(2024, 1, 1)  # SLM_FIRST_DAY: the first daily partition; earlier calls are quarantined
     max_line_bytes: int = 4 * 1024 * 1024  # SLM_MAX_LINE_BYTES: a longer log line is quarantined
-    warehouse_url: str = ""  # SLM_WAREHOUSE: a DuckDB file; default SLM_HOME/warehouse.duckdb
-    executor: str = "multiprocess"  # SLM_EXECUTOR: multiprocess, in_process, or k8s (a pod per step)
+    # SLM_WAREHOUSE: a DuckDB file, or a PostgreSQL database (postgresql://user:password@host:port/db); default SLM_HOME/warehouse.duckdb
+    warehouse_url: str = ""
+    # SLM_EXECUTOR: multiprocess, in_process, celery (steps on Celery workers), or k8s (a pod per step)
+    executor: str = "multiprocess"
+    celery_broker: str = ""  # SLM_CELERY_BROKER: the Celery executor's broker and result store, e.g. redis://host:6379/0
     candidates_file: Path | None = None  # SLM_CANDIDATES: YAML of more candidate SLMs (see finetune/candidates.yaml)
     scrub: ScrubConfig = ScrubConfig()
     clustering: ClusterConfig = ClusterConfig()
@@ -221,6 +270,7 @@ class Settings:
     decision: DecisionConfig = DecisionConfig()
     serving: ServingConfig = ServingConfig()
     judge: JudgeConfig = JudgeConfig()
+    serve: ServeConfig = ServeConfig()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -247,6 +297,7 @@ class Settings:
             max_line_bytes=int(env.get("SLM_MAX_LINE_BYTES", defaults.max_line_bytes)),
             warehouse_url=env.get("SLM_WAREHOUSE", defaults.warehouse_url),
             executor=env.get("SLM_EXECUTOR", defaults.executor),
+            celery_broker=env.get("SLM_CELERY_BROKER", defaults.celery_broker),
             candidates_file=Path(env["SLM_CANDIDATES"]) if env.get("SLM_CANDIDATES") else None,
             **configs,
         )
@@ -283,7 +334,8 @@ class Settings:
 
     @property
     def serving_dir(self) -> Path:
-        """Each promoted adapter exported for serving: SLM_HOME/serving/<task>/."""
+        """What the gateway reads: the router (step 3), each task's mode (step 6), and each promoted adapter exported
+        for its engine (`<task>/`, the export)."""
         return self.home / "serving"
 
     def report_file(self, name: str) -> Path:
@@ -291,6 +343,15 @@ class Settings:
         folder = self.home / "reports"
         folder.mkdir(parents=True, exist_ok=True)
         return folder / name
+
+    def write_report(self, name: str, content: str | bytes) -> Path:
+        """Write a report file whole: into a file of this run's own, then renamed over the old one, so that runs at
+        once never write the same file and a reader sees one report or the other."""
+        path = self.report_file(name)
+        partial = path.with_name(f".{name}.{uuid.uuid4().hex}.partial")
+        partial.write_bytes(content.encode() if isinstance(content, str) else content)
+        partial.replace(path)
+        return path
 
 
 def _yaml(path: str | None, variable: str) -> dict:

@@ -1,11 +1,11 @@
-"""Step 3, tasks: embed each call's task signature, cluster the calls into recurring tasks, and describe them.
+"""Step 3, tasks: group the calls into recurring tasks, describe them, and keep their ids from cycle to cycle.
 
-A call's signature is what decides the kind of answer it needs: the reply type (text, JSON, or which tool), the
-tools offered, the system prompt and the last user or tool message. The whole transcript would drown that in
-conversation history. Its two halves are embedded apart and mixed, the structure (reply type, tools, system
-prompt) weighing `STRUCTURE_WEIGHT`: one embedding of all of it lets the message's topic split a task ("charged
-twice" tickets from "site down" tickets) where the agent does one job. Embeddings are cached by text hash in the
-warehouse, so a rerun embeds only new texts.
+Which calls are one task is `pipeline.grouping`'s: one per tool called, and an agent's text or JSON replies by
+what they do. Each call also gets a signature, read from the request: the reply type, the tools offered, the system
+prompt and the last user or tool message. Steps 4–6 pick few-shot examples by it, and a task's centre (what the
+next cycle matches new tasks against) and the task map are drawn in its space. Its two halves are embedded apart
+and mixed, the structure (reply type, tools, system prompt) weighing `STRUCTURE_WEIGHT`, so that the message's
+topic weighs little. Embeddings are cached by text hash in the warehouse, so a rerun embeds only new texts.
 """
 
 from __future__ import annotations
@@ -13,21 +13,24 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import linear_sum_assignment
 
-from pipeline.clustering import central_rows, centroids, cluster, keywords, match_to_previous
+from pipeline.clustering import central_rows, centroids, keywords, match_to_previous
+from pipeline.grouping import PART_CHARS, Grouping, group_calls
 from pipeline.settings import ClusterConfig, Prices
 from pipeline.warehouse import Warehouse, frame
 
 NOISE = "unassigned"  # calls in no task: they stay with the LLM
-PART_CHARS = 400  # per part of a signature: MiniLM reads 256 word pieces at most
 STRUCTURE_WEIGHT = 0.85
 CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text, for calls whose log has no token usage
+
 
 @dataclass
 class Tasks:
@@ -35,6 +38,14 @@ class Tasks:
     tasks: pd.DataFrame
     embeddings: np.ndarray
     labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class PreviousCycle:
+    """What the last run of step 3 wrote: its tasks, and each call's task."""
+
+    tasks: pd.DataFrame
+    task_clusters: pd.DataFrame
 
 
 def reply_type(call: dict) -> str:
@@ -91,66 +102,95 @@ def find_tasks(
     calls: pd.DataFrame,
     signatures: list[str],
     embeddings: np.ndarray,
-    previous: pd.DataFrame | None = None,
+    embed_texts: Callable[[list[str]], np.ndarray],
+    previous: PreviousCycle | None = None,
     config: ClusterConfig = ClusterConfig(),
     prices: Prices = Prices(),
+    min_calls: int = 30,
 ) -> Tasks:
-    """Cluster the calls; tasks matching a previous cycle's task keep its id, new ones get the next free id."""
-    labels = split_by_structure(cluster(embeddings, config), signatures) if len(calls) else np.array([], dtype=int)
-    ids = _task_ids(centroids(embeddings, labels), previous)
+    """Group the calls (`pipeline.grouping`) and describe each task; `embeddings` are the signatures'. A task keeps
+    the id of the last cycle's task whose calls it holds most of; a new one gets the next free id. `min_calls` is
+    the smallest task step 5 trains."""
+    records = calls.to_dict("records")
+    grouping = group_calls(records, embed_texts, config, min_calls) if records else Grouping(np.array([], int), [])
+    labels = grouping.labels
+    centres = centroids(embeddings, labels) if records else {}
+    ids, lineage = _task_ids(labels, list(calls["call_id"]), centres, grouping.kinds, previous)
     task_of = [ids[label] if label >= 0 else NOISE for label in labels]
     clusters = frame("task_clusters", {"call_id": calls["call_id"].to_numpy(), "called_at": calls["called_at"].to_numpy(),
-                                       "task_id": task_of, "signature": signatures})
-    tasks = _describe(calls, signatures, embeddings, labels, ids, previous, prices)
+                                       "task_id": task_of, "signature": signatures, "reason": grouping.reasons})
+    tasks = _describe(records, signatures, embeddings, grouping, ids, lineage, previous, prices)
     return Tasks(clusters, tasks, embeddings, labels)
 
 
-def split_by_structure(labels: np.ndarray, signatures: list[str]) -> np.ndarray:
-    """A task never mixes reply types or tool sets: calls that need another kind of answer, or are offered other
-    tools, are another task even where their embeddings lie close (neighbouring function sets, one agent's tools)."""
-    structure = ["\n".join(s.split("\n", 2)[:2]) for s in signatures]  # the reply and tools lines
-    keys = [f"{label}\n{key}" if label >= 0 else "" for label, key in zip(labels, structure)]
-    split = pd.factorize(pd.Series(keys))[0]
-    return np.where(labels >= 0, split, -1)
+def _task_ids(labels: np.ndarray, call_ids: list[str], centres: dict[int, np.ndarray], kinds: dict[int, str],
+              previous: PreviousCycle | None) -> tuple[dict[int, str], dict[int, str]]:
+    """Each group's task id, and its lineage in words. A group takes the id of the last cycle's task that gave it
+    the most calls (one to one). A group of only new calls takes the id of a last-cycle task of the same tool, or of
+    one whose centre is within cosine 0.9. The others get the next free id."""
+    groups = sorted(kinds)
+    before = previous.tasks if previous is not None else frame("tasks")
+    old_ids = list(before["task_id"])
+    task_before = dict(zip(previous.task_clusters["call_id"], previous.task_clusters["task_id"])) if previous else {}
+    given: Counter = Counter()  # (group, last cycle's task) -> calls it gave
+    for label, call_id in zip(labels, call_ids):
+        if label >= 0 and task_before.get(call_id, NOISE) != NOISE:
+            given[(int(label), task_before[call_id])] += 1
+    ids: dict[int, str] = {}
+    if given:
+        overlap = np.array([[given[(g, t)] for t in old_ids] for g in groups])
+        for row, column in zip(*linear_sum_assignment(overlap, maximize=True)):
+            if overlap[row, column]:
+                ids[groups[row]] = old_ids[column]
+    unseen = [g for g in groups if not any(given[(g, t)] for t in old_ids)]
+    free = [t for t in old_ids if t not in ids.values()]
+    for g in unseen:
+        same_tool = next((t for t, kind in zip(before["task_id"], before["kind"])
+                          if t in free and kinds[g].startswith("tool:") and kind == kinds[g]), None)
+        if same_tool:
+            ids[g] = same_tool
+            free.remove(same_tool)
+    known = {t: np.array(json.loads(c), dtype=np.float32) for t, c in zip(before["task_id"], before["centroid"]) if t in free}
+    for g, matched in match_to_previous({g: centres[g] for g in unseen if g not in ids}, known).items():
+        if matched:
+            ids[g] = matched
+    next_number = max((int(t.split("-")[1]) for t in old_ids), default=0) + 1
+    for g in groups:
+        if g not in ids:
+            ids[g], next_number = f"task-{next_number:03d}", next_number + 1
+    lineage = {}
+    for g in groups:
+        from_before = sum(given[(g, t)] for t in old_ids)
+        sources = [t for t in old_ids if from_before and given[(g, t)] >= 0.1 * from_before]
+        if ids[g] not in old_ids and sources:
+            lineage[g] = f"split from {', '.join(sources)}"
+        elif [t for t in sources if t != ids[g]]:
+            lineage[g] = f"merged from {', '.join(sources)}"
+    return ids, lineage
 
 
-def _task_ids(new: dict[int, np.ndarray], previous: pd.DataFrame | None) -> dict[int, str]:
-    known = {} if previous is None or previous.empty else {
-        row.task_id: np.array(json.loads(row.centroid), dtype=np.float32) for row in previous.itertuples()
-    }
-    matched = match_to_previous(new, known)
-    taken = [int(t.split("-")[1]) for t in known]
-    next_number = max(taken, default=0) + 1
-    ids = {}
-    for label in sorted(new):
-        if matched.get(label):
-            ids[label] = matched[label]
-        else:
-            ids[label] = f"task-{next_number:03d}"
-            next_number += 1
-    return ids
-
-
-def _describe(calls, signatures, embeddings, labels, ids, previous, prices) -> pd.DataFrame:
-    records = calls.to_dict("records")
+def _describe(records: list[dict], signatures: list[str], embeddings: np.ndarray, grouping: Grouping,
+              ids: dict[int, str], lineage: dict[int, str], previous: PreviousCycle | None, prices: Prices) -> pd.DataFrame:
+    labels = grouping.labels
     # a row stands for `occurrences` identical calls: shares count every one of them
     weight = np.array([r["occurrences"] for r in records], dtype=float)
     tokens = weight * np.array([sum(usage(r)) for r in records])
     spend = weight * np.array([_spend(r, prices) for r in records])
-    words = keywords(signatures, labels) if len(calls) else {}
-    central = central_rows(embeddings, labels) if len(calls) else {}
-    previous_centroids = {} if previous is None or previous.empty else dict(zip(previous["task_id"], previous["centroid"]))
-    task_centroids = centroids(embeddings, labels) if len(calls) else {}
+    words = keywords(grouping.replies, labels) if records else {}
+    central = central_rows(embeddings, labels) if records else {}
+    task_centroids = centroids(embeddings, labels) if records else {}
+    before = {} if previous is None else dict(zip(previous.tasks["task_id"], previous.tasks["centroid"]))
     rows = []
     for label, task_id in sorted(ids.items(), key=lambda item: item[1]):
         members = np.flatnonzero(labels == label)
         member_records = [records[i] for i in members]
         centroid = task_centroids[label]
-        before = previous_centroids.get(task_id)
+        kind = grouping.kinds[label]
         rows.append({
             "task_id": task_id,
-            "title": " / ".join(words.get(label, [])[:3]),
+            "title": title(kind, words.get(label, []), member_records),
             "keywords": json.dumps(words.get(label, [])),
+            "kind": kind,
             "calls": int(weight[members].sum()),
             "share_of_calls": float(weight[members].sum() / weight.sum()),
             "tokens": int(tokens[members].sum()),
@@ -161,13 +201,42 @@ def _describe(calls, signatures, embeddings, labels, ids, previous, prices) -> p
             "tools": json.dumps(_weighted_counts(
                 member_records, lambda r: [t["name"] for t in json.loads(r["response_tool_calls"])]
             )),
-            "example": signatures[central[label]],
+            "formed": grouping.notes[label],
+            "example": readable(signatures[central[label]]),
             "example_call_id": records[central[label]]["call_id"],
-            "matched_from": task_id if before is not None else "",
-            "similarity": float(np.dot(centroid, np.array(json.loads(before)))) if before is not None else float("nan"),
+            "matched_from": task_id if task_id in before else "",
+            "similarity": float(np.dot(centroid, np.array(json.loads(before[task_id])))) if task_id in before else float("nan"),
+            "lineage": lineage.get(label, ""),
             "centroid": json.dumps([round(float(x), 6) for x in centroid]),
         })
     return frame("tasks", rows)
+
+
+def title(kind: str, words: list[str], records: list[dict]) -> str:
+    """What people read a task by: `get_user_details call`, `JSON reply: amount / reason`, `reply: user / provide`."""
+    if kind.startswith("tool:"):
+        return f"{kind.removeprefix('tool:')} call"
+    if kind == "json":
+        keys = Counter(key for r in records for key in _json_keys(r["response_text"]))
+        return "JSON reply: " + " / ".join(k for k, _ in keys.most_common(3))
+    return "reply: " + " / ".join(words[:3])
+
+
+def _json_keys(text: str) -> list[str]:
+    value = json.loads(text)
+    value = value[0] if isinstance(value, list) and value else value
+    return [k for k in value if _IDENTIFIER.fullmatch(k)] if isinstance(value, dict) else []
+
+
+def readable(text: str) -> str:
+    """Scrubbed text as people may see it: a placeholder as its type in brackets (`[person]`), and a token that
+    may be an id (letters with digits, or six digits and more) as `[id]`."""
+    text = re.sub(r"<([A-Z][A-Z_]*?)_\d+>", lambda m: f"[{m.group(1).lower().replace('_', ' ')}]", text)
+    return _ID_LIKE.sub("[id]", text)
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ID_LIKE = re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{4,}\b|\b\d{6,}\b")
 
 
 def _weighted_counts(records: list[dict], names_of: Callable[[dict], list[str]]) -> dict[str, int]:

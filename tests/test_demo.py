@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import subprocess
 import sys
@@ -269,7 +270,7 @@ def test_long_mode_writes_agent_conversations_whose_calls_repeat_a_long_policy_a
     assert write_long_logs(tmp_path / "again", conversations=12).read_bytes() == path.read_bytes()
     transcripts = [json.loads(line) for line in path.read_text().splitlines()]
     turns = sum(m["role"] == "assistant" for t in transcripts for m in t["messages"])
-    collection = assemble([LogFile(path, path.name, path.name, datetime(2026, 11, 2))], [parse_log_file(path, 2**24)])
+    collection = assemble([LogFile(path, path.name, path.name, datetime(2026, 11, 2), path.stat().st_size)], [parse_log_file(path, 2**24)])
     calls = collection.calls.to_dict("records")
 
     assert len(calls) == turns and collection.stats.quarantined == 0  # one call per assistant turn
@@ -280,6 +281,39 @@ def test_long_mode_writes_agent_conversations_whose_calls_repeat_a_long_policy_a
     logged = sum(len(c["messages"]) + len(c["tools"]) for c in calls)
     pruned = sum(len(p["messages"]) + len(p["tools"]) for p in map(rule.prepare, calls))
     assert logged / pruned > 5
+
+
+def test_long_logs_are_the_same_bytes_whatever_the_hash_seed_of_the_process(tmp_path):
+    for hash_seed in ("1", "2"):
+        subprocess.run([sys.executable, "-m", "demo.long_logs", str(tmp_path / hash_seed), "--conversations", "30"], check=True,
+                       cwd=Path(__file__).parents[1], env={**os.environ, "PYTHONHASHSEED": hash_seed}, capture_output=True)
+    assert (tmp_path / "1" / "airline-transcripts.jsonl").read_bytes() == (tmp_path / "2" / "airline-transcripts.jsonl").read_bytes()
+
+
+def test_long_logs_name_the_job_of_every_call_beside_the_logs_where_step_1_does_not_read_it(tmp_path):
+    from collections import Counter
+
+    from demo.long_logs import read_jobs, write_long_logs
+    from pipeline.collect import LogFolder
+    from pipeline.settings import Settings
+
+    path = write_long_logs(tmp_path / "logs", conversations=60)
+    collection = LogFolder.of(Settings(home=tmp_path)).collect()
+    calls = collection.calls.to_dict("records")
+    jobs = {(j["source_file"], j["source_line"], j["turn"]): j["job"] for j in read_jobs(path)}
+
+    assert {c["source_file"] for c in calls} == {path.name} and collection.stats.quarantined == 0
+    assert len(jobs) == len(calls)
+    for call in calls:
+        tool_calls = json.loads(call["response_tool_calls"])
+        job = jobs[call["source_file"], call["source_line"], call["turn"]]
+        assert job == f"tool:{tool_calls[0]['name']}" if tool_calls else job.startswith("text:")
+    assert {"tool:update_reservation_flights", "tool:book_reservation", "tool:calculate", "text:ask_user_id",
+            "text:present_flight_options", "text:confirm_action", "text:refuse_policy"} <= set(jobs.values())
+    lengths = Counter(line for _, line, _ in jobs).values()
+    assert min(lengths) <= 4 and max(lengths) >= 15  # short and long conversations
+    confirmations = [c["response_text"] for c in calls if jobs[c["source_file"], c["source_line"], c["turn"]] == "text:confirm_action"]
+    assert len(set(confirmations)) == len(confirmations)  # one job, asked about different things
 
 
 def test_the_demo_scrub_file_allows_the_shops_ids_and_every_product_it_sells() -> None:

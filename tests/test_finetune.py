@@ -134,15 +134,16 @@ def test_training_steps_follow_the_data_within_bounds():
     assert (config.steps(10), config.steps(100), config.steps(1000)) == (20, 50, 60)
 
 
-def test_training_stops_once_the_loss_has_converged_or_the_token_budget_is_read():
-    config = TrainConfig(stop_loss=0.02, stop_accuracy=1.0, max_tokens=10_000)
+def test_training_stops_once_the_loss_has_converged_or_a_token_or_time_budget_is_spent():
+    config = TrainConfig(stop_loss=0.02, stop_accuracy=1.0, max_tokens=10_000, max_seconds=300)
     right = [1.0] * 9
     assert stop_reason([2.0, 0.5] + [0.01] * 7, right, tokens=500, config=config) == ""  # 0.07125 over the last eight
     assert stop_reason([2.0] + [0.01] * 8, right, 500, config).startswith("converged: mean loss 0.0100 over the last 8 steps")
     assert stop_reason([0.01] * 7, right, 500, config) == ""  # too few steps to tell
     assert stop_reason([2.0] + [0.01] * 8, [1.0] * 8 + [0.99], 500, config) == ""  # a deciding token still wrong
     assert stop_reason([2.0], [0.5], 10_000, config) == "token budget: 10,000 of 10,000 tokens read"
-    assert stop_reason([0.0] * 8, right, 10**9, TrainConfig(stop_loss=0, max_tokens=0)) == ""
+    assert stop_reason([2.0], [0.5], 500, config, seconds=301) == "time budget: 301 s of 300 s"
+    assert stop_reason([0.0] * 8, right, 10**9, TrainConfig(stop_loss=0, max_tokens=0, max_seconds=0), seconds=10**6) == ""
 
 
 def test_padding_is_expected_where_example_lengths_differ():

@@ -55,6 +55,19 @@ def test_tool_arguments_logged_as_an_object_are_accepted():
     assert call.response_tool_calls[0]["arguments"] == {"queue": "billing"}
 
 
+def test_a_call_an_adapter_served_is_learnt_from_the_llms_reply_or_not_at_all():
+    adapter_reply = completion({"tool_calls": [route_call({"queue": "sales"})]})
+    llm_reply = completion({"tool_calls": [route_call({"queue": "billing"})]})
+    audited = {"request": REQUEST, "response": adapter_reply, "served_by": "task-002/v3", "llm": {"response": llm_reply}}
+    served = {"request": REQUEST, "response": adapter_reply, "served_by": "task-002/v3"}
+
+    [call] = parse_record(audited).calls
+    assert call.response_tool_calls[0]["arguments"] == {"queue": "billing"}
+    with pytest.raises(Quarantined, match="served by the adapter task-002/v3: no LLM reply to learn from"):
+        parse_record(served)
+    assert parse_record({**served, "served_by": "llm"}).calls[0].response_tool_calls[0]["arguments"] == {"queue": "sales"}
+
+
 def test_streamed_chunks_are_joined_into_one_reply():
     chunks = [
         {"object": "chat.completion.chunk", "model": "m", "choices": [{"delta": {"content": "order_"}}]},

@@ -1,13 +1,14 @@
 """Step 1 under hostile and messy input: one bad record never stops a run, nothing is lost, and the counts can fail."""
 
 import json
+from dataclasses import asdict
 from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.collect import FileParse, LogFile, LogFolder, assemble
+from pipeline.collect import FileParse, LogFile, LogFolder, assemble, parse_log_file
 from pipeline.settings import Settings
-from pipeline.warehouse import DuckDBWarehouse
+from pipeline.warehouse import open_warehouse
 from test_collect import record, write_lines
 
 
@@ -56,12 +57,12 @@ def test_every_hostile_record_is_quarantined_with_a_reason_and_the_good_ones_are
     assert collection.stats.records_unaccounted == 0 and collection.stats.reconciles()
 
 
-def test_a_lone_surrogate_is_made_storable_and_the_call_reaches_the_warehouse(tmp_path):
+def test_a_lone_surrogate_is_made_storable_and_the_call_reaches_the_warehouse(tmp_path, warehouse_url):
     logs = folder_of(tmp_path)
     (logs.folder / "a.jsonl").write_text(json.dumps(record("broken \ud800 text", "fine")) + "\n")
 
     calls = logs.collect().calls
-    warehouse = DuckDBWarehouse(str(tmp_path / "warehouse.duckdb"))
+    warehouse = open_warehouse(warehouse_url)
     warehouse.write("raw_calls", calls)
 
     [stored] = warehouse.read("raw_calls")["messages"]
@@ -137,13 +138,27 @@ def test_the_same_call_in_two_sessions_stays_two_calls(tmp_path):
 
 
 def test_the_count_check_fails_when_a_record_ends_nowhere(tmp_path):
-    file = LogFile(tmp_path / "a.jsonl", "a.jsonl", "0" * 64, datetime(2025, 11, 4))
+    file = LogFile(tmp_path / "a.jsonl", "a.jsonl", "0" * 64, datetime(2025, 11, 4), size=40)
     line = {"called_at": None, "step": "collect", "reason": "malformed JSON", "excerpt": ""}
-    every_line_ended = FileParse(lines=2, records=2, quarantine=[{**line, "source_line": 1}, {**line, "source_line": 2}])
-    line_2_dropped = FileParse(lines=2, records=2, quarantine=[{**line, "source_line": 1}])
+    every_line_ended = FileParse(lines=2, bytes=40, records=2,
+                                 quarantine=[{**line, "source_line": 1}, {**line, "source_line": 2}])
+    line_2_dropped = FileParse(lines=2, bytes=40, records=2, quarantine=[{**line, "source_line": 1}])
 
     assert assemble([file], [every_line_ended]).stats.reconciles()
     assert not assemble([file], [line_2_dropped]).stats.reconciles()
+
+
+def test_the_count_check_fails_when_reading_stops_before_the_end_of_a_file(tmp_path):
+    logs = folder_of(tmp_path)
+    write_lines(logs.folder / "a.jsonl", [b"{}", b"{}"])
+    write_lines(logs.folder / "b.jsonl.gz", [b"{}"])
+    [plain, packed] = logs.files().files
+    parses = [parse_log_file(plain.path, 2**24), parse_log_file(packed.path, 2**24)]
+
+    assert assemble([plain, packed], parses).stats.bytes_read == plain.size + packed.size
+    assert assemble([plain, packed], parses).stats.reconciles()
+    stopped_early = FileParse(**{**asdict(parses[0]), "bytes": plain.size - 3})
+    assert not assemble([plain, packed], [stopped_early, parses[1]]).stats.reconciles()
 
 
 def test_an_excerpt_never_ends_in_half_a_token(tmp_path):

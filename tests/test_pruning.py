@@ -2,7 +2,7 @@
 
 import json
 
-from pipeline.context import ContextPolicy, InputRule, choose_window, fits
+from pipeline.context import ContextPolicy, InputRule, choose_window, fits, window_coverage
 from pipeline.pruning import learn_pruning
 
 POLICY = ["You are the airline's agent.", "Never book a basic economy change.", "Always confirm before cancelling."]
@@ -106,3 +106,19 @@ def test_the_smallest_window_within_the_margin_of_the_best_is_chosen():
 
 def test_a_call_fits_only_with_room_for_its_reply():
     assert fits(8000, 192, 8192) and not fits(8001, 192, 8192)
+
+
+def test_a_window_covers_a_reply_only_if_it_keeps_every_value_the_reply_copies():
+    def asking(user_id: str, later_turns: int) -> dict:
+        history = [{"role": "user", "content": f"Hi, my user id is {user_id}."}]
+        for turn in range(later_turns):
+            history += [{"role": "assistant", "content": f"Noted, anything else? ({turn})"},
+                        {"role": "user", "content": "Yes, my trip."}]
+        reply = [{"id": "r", "name": "get_user_details", "arguments": {"user_id": user_id, "verbose": True}}]
+        return {**call(1, history), "response_tool_calls": json.dumps(reply)}
+
+    calls = [asking("<USER_ID_1>", 0), asking("<USER_ID_1>", 3)]  # the second gave its id six messages back
+
+    assert window_coverage(calls, ContextPolicy(window=2)) == 0.5
+    assert window_coverage(calls, ContextPolicy(window=8)) == 1.0
+    assert window_coverage([{**calls[1], "response_tool_calls": "[]"}], ContextPolicy(window=2)) == 1.0

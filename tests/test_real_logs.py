@@ -10,7 +10,7 @@ from pipeline.collect import LogFile, assemble, parse_log_file
 
 
 def collect_folder(folder: Path):
-    files = [LogFile(p, p.name, p.name, datetime(2026, 11, 2)) for p in sorted(folder.glob("*.jsonl"))]
+    files = [LogFile(p, p.name, p.name, datetime(2026, 11, 2), p.stat().st_size) for p in sorted(folder.glob("*.jsonl"))]
     return assemble(files, [parse_log_file(f.path, 4 * 1024 * 1024) for f in files])
 
 

@@ -277,11 +277,13 @@ def test_the_schema_of_a_tool_and_tool_names_keep_their_words():
     assert user_text_of(clean) == "<PERSON_1>: run it for <USER_ID_1>"
 
 
-def test_with_the_session_scope_a_name_found_in_a_later_call_is_removed_from_an_earlier_one():
-    calls = raw(call("c1", "it is smith again", session="s9"), call("c2", "Alice Smith", session="s9"))
-    result = scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0, scope="session"))
-    assert user_text(result, 0) == "it is <PERSON_1> again"
-    assert "smith" in user_text(scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0)), 0)
+def test_a_name_found_in_a_later_call_of_the_conversation_is_removed_from_an_earlier_one():
+    calls = raw(call("c1", "hi im smith, cancel my trip", session="s9"), call("c2", "Alice Smith", session="s9"))
+    result = scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0))
+    assert user_text(result, 0) == "hi im <PERSON_1>, cancel my trip"
+    # a session id that stands for more than a conversation (a client's whole traffic) shares nothing
+    crowd = scrub_calls(calls, RegexAnalyzer(), ScrubConfig(processes=0, conversation_calls=1))
+    assert "smith" in user_text(crowd, 0)
 
 
 def test_characters_that_show_as_nothing_are_dropped_so_a_split_value_is_found():
