@@ -7,6 +7,7 @@ from dagster import AssetsDefinition, DynamicPartitionsDefinition, PartitionsDef
 
 from assets.collect import collect_assets
 from assets.evaluate import evaluate_asset
+from assets.export import export_asset
 from assets.finetune import finetune_asset
 from assets.pick import pick_asset
 from assets.report import conversion_report
@@ -17,7 +18,8 @@ from assets.tasks import tasks_assets
 
 
 def build_assets(days: PartitionsDefinition, tasks: DynamicPartitionsDefinition) -> list[AssetsDefinition]:
-    """Every asset of the six steps: steps 1–2 per day of `days`, 3 over all calls, 4–6 per task of `tasks`."""
+    """Every asset of the six steps: steps 1–2 per day of `days`, 3 over all calls, 4–6 and the export per task of
+    `tasks`."""
     return [
         collect_assets(days),
         scrub_assets(days),
@@ -26,6 +28,7 @@ def build_assets(days: PartitionsDefinition, tasks: DynamicPartitionsDefinition)
         pick_asset(tasks),
         finetune_asset(tasks),
         evaluate_asset(tasks),
+        export_asset(tasks),
         conversion_report,
         live_agreement,
         serving_modes,

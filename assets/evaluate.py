@@ -1,6 +1,8 @@
 """Step 6, evaluate: a task's held-out calls → `evaluations`, the base model beside its adapters, the promotion of a
 better adapter, and whether the task can move to its SLM."""
 
+from functools import partial
+
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
@@ -32,6 +34,7 @@ def evaluate_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
     ) -> Output[pd.DataFrame]:
         """Score zero-shot, few-shot and fine-tuned on the same held-out calls; promote a better adapter; decide."""
         # imported here, not at the top: the code location (each sensor tick, each run's start) loads without torch
+        from finetune.engines import load_engine
         from finetune.evaluate import evaluate_task
         from finetune.models import base_checkpoint, encode
 
@@ -54,6 +57,7 @@ def evaluate_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
             settings.decision,
             encode,
             judge_from(settings.judge),
+            partial(load_engine, config=settings.serving, cache=settings.engines_dir),
         )
         if result.promotion:
             verdict = "promoted" if result.promotion["promoted"] else "kept the promoted adapter over"
@@ -82,6 +86,7 @@ def evaluate_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
         return Output(
             result.table,
             metadata={
+                "engine": result.engine,
                 "replaceable": result.decision.replaceable,
                 "reason": result.decision.reason,
                 "score": result.decision.score,

@@ -1,5 +1,7 @@
 """Step 4, pick: a task's calls → `picks`, every candidate's fit and scores, and the one chosen."""
 
+from functools import partial
+
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
@@ -27,6 +29,7 @@ def pick_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
     ) -> Output[pd.DataFrame]:
         """Profile the task with each candidate SLM, score the ones that fit it zero- and few-shot, pick one."""
         # imported here, not at the top: the code location (each sensor tick, each run's start) loads without torch
+        from finetune.engines import load_engine
         from finetune.models import encode
         from finetune.pick import pick_candidate
 
@@ -36,14 +39,16 @@ def pick_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
         candidates = [
             c for c in load_candidates(settings.candidates_file) if not config.candidates or c.name in config.candidates
         ]
-        picked = pick_candidate(task_id, calls, embeddings, candidates, settings.home, config, encode)
-        context.log.info(f"{task_id}: {picked.chosen or 'no candidate'} ({picked.reason})")
+        engines = partial(load_engine, config=settings.serving, cache=settings.engines_dir)
+        picked = pick_candidate(task_id, calls, embeddings, candidates, settings.home, config, encode, engines)
+        context.log.info(f"{task_id}: {picked.chosen or 'no candidate'} ({picked.reason}), generated with {picked.engine or 'nothing'}")
         shown = picked.table.drop(columns=["task_id", "context_length", "serving_usd_per_1m_tokens"])
         return Output(
             picked.table,
             metadata={
                 "chosen": picked.chosen or "none",
                 "reason": picked.reason,
+                "engine": picked.engine or "none",
                 "calls": len(calls),
                 "candidates": MetadataValue.md(shown.to_markdown(index=False, floatfmt=".3f")),
             },

@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from peft import PeftModel  # noqa: E402
 
 from finetune.candidates import load_candidates  # noqa: E402
+from finetune.engines import TransformersEngine  # noqa: E402
 from finetune.evaluate import score_model  # noqa: E402
 from finetune.models import base_checkpoint, load_base  # noqa: E402
 from finetune.prompts import adapter_examples, reply_kind  # noqa: E402
@@ -120,8 +120,8 @@ def held_out_scores(checkpoint: Path, task: str, tmp: Path) -> list[dict]:
         made = adapter_examples(tokenizer, records, rule, 8192)
         out = tmp / f"routing-{name}"
         result = train_adapter(checkpoint, made.examples, out, TrainConfig())
-        adapted = PeftModel.from_pretrained(load_base(checkpoint)[0], out).merge_and_unload()
-        scored = score_model(adapted, tokenizer, [rule.prepare(c) for c in sample], reply_kind(sample[0]), 64, embed=None)
+        scored = score_model(TransformersEngine(checkpoint, out), [rule.prepare(c) for c in sample], reply_kind(sample[0]), 64,
+                             embed=None)
         rows.append({"task": task, "input": name, "tokens/example": np.mean(made.tokens), "train calls": len(made.examples),
                      "steps": result.steps, "train s": result.seconds, "s/step": result.seconds / result.steps,
                      "held-out score": scored.mean, "exact args": float(scored.scores["exact_args"].mean())})

@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from finetune.candidates import Candidate
+from finetune.engines import Engine, EngineLoader, TransformersEngine
 from finetune.evaluate import held_out_sample, score_model
-from finetune.models import base_checkpoint, load_for_inference, load_tokenizer
+from finetune.models import base_checkpoint, load_tokenizer
 from finetune.prompts import prompt_text, reply_kind, target_text, token_count
 from pipeline.context import InputRule, choose_window, fits, window_coverage
 from pipeline.pruning import learn_pruning
@@ -36,6 +37,7 @@ class Pick:
     table: pd.DataFrame  # `picks` rows for the task, one per candidate
     chosen: str  # "" when the task is skipped
     reason: str
+    engine: str = ""  # what generated the replies scored (finetune.engines), "" when nothing was scored
 
 
 def pick_candidate(
@@ -46,8 +48,10 @@ def pick_candidate(
     home: Path,
     config: PickConfig,
     embed: Callable[[list[str]], np.ndarray],
+    load: EngineLoader = TransformersEngine,
 ) -> Pick:
-    """`calls` are the task's calls oldest first, `embeddings` their signature embeddings in the same order."""
+    """`calls` are the task's calls oldest first, `embeddings` their signature embeddings in the same order; each
+    candidate generates on the engine `load` gives."""
     if len(calls) < config.min_calls:
         reason = f"{len(calls)} calls, fewer than the {config.min_calls} needed to train and judge a model"
         return Pick(_frame([_row(task_id, c, reason=reason) for c in candidates]), "", reason)
@@ -57,6 +61,7 @@ def pick_candidate(
     pruning = learn_pruning(train.to_dict("records"), config.prune_share)
     pinned = config.pins.get(task_id, "")
     rows: dict[str, dict] = {}
+    engines: dict[str, Engine] = {}  # each candidate scored, loaded once for its scores and the window
     best = None  # (value, parameters, name) of the best candidate scored so far
     # The candidate that could rank first is tried first; one that could not beat the best so far even with a
     # perfect score is neither profiled nor scored (on the demo that spares Gemma-3-270M on every task).
@@ -79,11 +84,11 @@ def pick_candidate(
         if unfit:
             rows[candidate.name] = _row(task_id, candidate, task, full_p50, reason=unfit)
             continue
-        model = load_for_inference(checkpoint)
+        engine = engines[candidate.name] = load(checkpoint, None)
         budget = min(task.output_p95, config.max_new_tokens)
         fitted = [config.context().apply(c) for c in sample_calls]
-        zero = score_model(model, tokenizer, fitted, kind, budget, embed)
-        few = score_model(model, tokenizer, fitted, kind, budget, embed, examples)
+        zero = score_model(engine, fitted, kind, budget, embed)
+        few = score_model(engine, fitted, kind, budget, embed, examples)
         rows[candidate.name] = _row(task_id, candidate, task, full_p50, eligible=True, zero_shot=zero.mean, few_shot=few.mean,
                                     calls_scored=len(sample_calls), tokens_per_second=few.tokens_per_second)
         reached = float(value(max(zero.mean, few.mean), candidate.serving_usd_per_1m_tokens, config.policy))
@@ -106,22 +111,21 @@ def pick_candidate(
     if chosen and table.loc[row, "eligible"].any():
         candidate = next(c for c in candidates if c.name == chosen)
         window, scores, coverage, unfit = _window(
-            candidate, home, records, sample_calls, examples, kind, pruning, config, embed,
+            candidate, engines[chosen], records, sample_calls, examples, kind, pruning, config, embed,
             {0: float(table.loc[row, "few_shot"].iloc[0])}, int(table.loc[row, "output_p95"].iloc[0]))
         table.loc[row, ["chosen", "reason", "context_window", "window_scores", "window_coverage", "calls_unfit"]] = [
             True, reason, window, json.dumps(scores), json.dumps(coverage), unfit]
     elif chosen:
         table.loc[row, ["chosen", "reason"]] = [True, reason]
-    return Pick(table, chosen, reason)
+    return Pick(table, chosen, reason, ", ".join(sorted({engine.name for engine in engines.values()})))
 
 
-def _window(candidate, home, records, sample_calls, examples, kind, pruning, config, embed, scores, reply_tokens):
+def _window(candidate, engine, records, sample_calls, examples, kind, pruning, config, embed, scores, reply_tokens):
     """(the window chosen, each window's few-shot score, each window's coverage of the values the replies copy, calls
     that do not fit the context in it). The window is the smallest scoring within the margin of the best, widened
     until it keeps the values of `window_coverage` of the task's tool-call replies (`pipeline.context`): a few
     scored calls cannot show that an id the answer needs was said earlier than the window reaches."""
-    checkpoint = base_checkpoint(candidate, home)
-    model, tokenizer = load_for_inference(checkpoint), load_tokenizer(checkpoint)
+    tokenizer = engine.tokenizer
     budget = min(reply_tokens, config.max_new_tokens)
     rendered = {0: [prompt_text(tokenizer, config.context().apply(c), e) for c, e in zip(sample_calls, examples)]}
     for window in sorted(set(config.windows) - {0}):
@@ -132,7 +136,7 @@ def _window(candidate, home, records, sample_calls, examples, kind, pruning, con
             scores[window] = scores[same]
         else:
             fitted = [config.context(window).apply(c) for c in sample_calls]
-            scores[window] = score_model(model, tokenizer, fitted, kind, budget, embed, examples).mean
+            scores[window] = score_model(engine, fitted, kind, budget, embed, examples).mean
     coverage = {w: window_coverage(records, config.context(w)) for w in sorted(set(config.windows) | {0})}
     wide_enough = [w for w, share in coverage.items() if share >= config.window_coverage]
     window = max(choose_window(scores, config.window_margin), min(wide_enough, key=_width), key=_width)

@@ -3,8 +3,8 @@
 `Settings.from_env()` is read once, where the Dagster code location starts (`orchestration/definitions.py`) or the
 gateway starts (`gateway/__main__.py`), and passed down from there. It takes where things are from environment
 variables and the tuning of each step from `SLM_CONFIG`, a YAML file with one optional section per step config below
-(`scrub:`, `clustering:`, `prices:`, `pick:`, `training:`, `decision:`, `judge:`, `serve:`) whose keys are that
-dataclass's fields; what a file leaves out keeps the default. `SLM_SCRUB_CONFIG` is a deployment's own scrub lists (`deny_lists`, `patterns`, `allow`), kept apart from
+(`scrub:`, `clustering:`, `prices:`, `pick:`, `training:`, `decision:`, `serving:`, `judge:`, `serve:`) whose keys
+are that dataclass's fields; what a file leaves out keeps the default. `SLM_SCRUB_CONFIG` is a deployment's own scrub lists (`deny_lists`, `patterns`, `allow`), kept apart from
 tuning because it names what a deployment protects. `python -m pipeline.settings` writes the reference page,
 `docs/configuration.md`, from these dataclasses.
 """
@@ -192,6 +192,18 @@ class DecisionConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """Steps 4, 6 and the export: the engine that generates, so that the scores are those of what is served."""
+
+    # "ctranslate2" (the adapter merged, int8: one request 5-20x as fast as transformers on 2 cores, batched
+    # 1.0-3.6x, the same scores; bench/engines.py) or "transformers", the reference, which also serves any model
+    # CTranslate2 cannot convert
+    engine: str = "ctranslate2"
+    compute_type: str = "int8"  # CTranslate2's weights on a CPU: int8, int16 or float32 (Gemma-3 is closer to bf16 in float32)
+    threads: int = 0  # CPU threads per generation; 0: the engine's default
+
+
+@dataclass(frozen=True)
 class JudgeConfig:
     """Step 6, optional: an LLM that rates free-text replies (`pipeline/judge.py`); off while `base_url` is empty."""
 
@@ -228,7 +240,8 @@ class ServeConfig:
 
 
 SECTIONS = {"scrub": ScrubConfig, "clustering": ClusterConfig, "prices": Prices, "pick": PickConfig,
-            "training": TrainConfig, "decision": DecisionConfig, "judge": JudgeConfig, "serve": ServeConfig}
+            "training": TrainConfig, "decision": DecisionConfig, "serving": ServingConfig, "judge": JudgeConfig,
+            "serve": ServeConfig}
 SCRUB_LISTS = ("deny_lists", "patterns", "allow")
 # Environment variables that set one key of a section, for what a deployment changes without a file.
 ENV_OVERRIDES = {"SLM_SCRUB_PROCESSES": ("scrub", "processes"), "SLM_SCRUB_SCOPE": ("scrub", "scope"),
@@ -256,6 +269,7 @@ class Settings:
     pick: PickConfig = PickConfig()
     training: TrainConfig = TrainConfig()
     decision: DecisionConfig = DecisionConfig()
+    serving: ServingConfig = ServingConfig()
     judge: JudgeConfig = JudgeConfig()
     serve: ServeConfig = ServeConfig()
 
@@ -315,8 +329,14 @@ class Settings:
         return self.home / "adapters"
 
     @property
+    def engines_dir(self) -> Path:
+        """Models converted for a serving engine, found again by what they were made of."""
+        return self.home / "engines"
+
+    @property
     def serving_dir(self) -> Path:
-        """What the gateway reads: the router (step 3) and each task's mode (step 6)."""
+        """What the gateway reads: the router (step 3), each task's mode (step 6), and each promoted adapter exported
+        for its engine (`<task>/`, the export)."""
         return self.home / "serving"
 
     def report_file(self, name: str) -> Path:

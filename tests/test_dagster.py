@@ -242,7 +242,7 @@ def test_with_a_vault_key_the_raw_values_are_sealed_in_pii_vault(tmp_path):
     assert json.loads(Fernet(key.encode()).decrypt(sealed.encode())) == {"<EMAIL_ADDRESS_1>": "jane.doe@example.com"}
 
 
-def test_all_six_steps_materialize_on_a_small_log_with_a_tiny_model_and_a_second_cycle_retrains_only_what_changed(tmp_path, tiny_checkpoint):
+def test_all_six_steps_and_the_export_materialize_on_a_small_log_with_a_tiny_model_and_a_second_cycle_retrains_only_what_changed(tmp_path, tiny_checkpoint):
     from dataclasses import replace
 
 
@@ -274,6 +274,8 @@ def test_all_six_steps_materialize_on_a_small_log_with_a_tiny_model_and_a_second
         report = (settings.home / "reports" / "conversion_report.md").read_text()
         assert "1 of" in report and f"| {task_id}" in report
         assert (settings.home / "reports" / "conversion_report.html").exists()
+        served = json.loads((settings.serving_dir / task_id / "manifest.json").read_text())
+        assert (served["version"], served["engine"], served["replaceable"]) == (1, "ctranslate2", True)
 
         # declarative automation: a new evaluation of the task brings the report up to date, the other tasks
         # (never evaluated) notwithstanding
