@@ -57,7 +57,7 @@ def evaluate_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
             settings.decision,
             encode,
             judge_from(settings.judge),
-            partial(load_engine, config=settings.serving, cache=settings.engines_dir),
+            partial(load_engine, config=settings.engine, cache=settings.engines_dir),
         )
         if result.promotion:
             verdict = "promoted" if result.promotion["promoted"] else "kept the promoted adapter over"

@@ -42,7 +42,7 @@ def export_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
             base_checkpoint(candidate, settings.home),
             settings.adapters_dir,
             settings.serving_dir,
-            settings.serving,
+            settings.engine,
             settings.engines_dir,
             row,
         )

@@ -39,7 +39,7 @@ def pick_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
         candidates = [
             c for c in load_candidates(settings.candidates_file) if not config.candidates or c.name in config.candidates
         ]
-        engines = partial(load_engine, config=settings.serving, cache=settings.engines_dir)
+        engines = partial(load_engine, config=settings.engine, cache=settings.engines_dir)
         picked = pick_candidate(task_id, calls, embeddings, candidates, settings.home, config, encode, engines)
         context.log.info(f"{task_id}: {picked.chosen or 'no candidate'} ({picked.reason}), generated with {picked.engine or 'nothing'}")
         shown = picked.table.drop(columns=["task_id", "context_length", "serving_usd_per_1m_tokens"])

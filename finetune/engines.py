@@ -3,7 +3,7 @@
 Everything that generates goes through here: step 4 scoring candidates, step 6 scoring base models and adapters, the
 export of a promoted adapter (`finetune/export.py`), and a gateway answering one request at a time:
 
-    engine = load_engine(checkpoint, adapter_folder, ServingConfig(), cache=settings.engines_dir)
+    engine = load_engine(checkpoint, adapter_folder, EngineConfig(), cache=settings.engines_dir)
     prompt = prompt_text(engine.tokenizer, InputRule.from_dict(manifest["input"]).prepare(call))  # finetune.prompts
     reply = engine.generate([prompt], max_new_tokens=128).texts[0]
 
@@ -11,7 +11,7 @@ export of a promoted adapter (`finetune/export.py`), and a gateway answering one
 exported task (`SLM_HOME/serving/<task>`); None serves the base model. Replies are greedy, stop at the model's end of
 turn, and come back in the order of the prompts, whatever the engine batches together.
 
-Engines (`ServingConfig.engine`, chosen by measurement in `bench/engines.py`):
+Engines (`EngineConfig.engine`, chosen by measurement in `bench/engines.py`):
 - `ctranslate2`, the default: the adapter is merged into the base weights and the merged model converted once to a
   CTranslate2 model quantized to `compute_type` (int8), kept under `cache` by the hashes of base and adapter, so a
   task's model is converted once and loads in well under a second after that.
@@ -47,7 +47,7 @@ from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 from finetune.generate import BATCH_SIZE, BATCH_TOKENS, Generated, batches, generate
 from finetune.models import base_model_sha256, file_sha256, load_base, load_for_inference, load_tokenizer
-from pipeline.settings import ServingConfig
+from pipeline.settings import EngineConfig
 
 ENGINES = ("ctranslate2", "transformers")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -68,7 +68,7 @@ class Engine(Protocol):
 EngineLoader = Callable[[Path, Path | None], "Engine"]
 
 
-def load_engine(checkpoint: Path, adapter: Path | None, config: ServingConfig, cache: Path) -> Engine:
+def load_engine(checkpoint: Path, adapter: Path | None, config: EngineConfig, cache: Path) -> Engine:
     """The base model at `checkpoint` (a transformers checkpoint), with `adapter` (a peft adapter folder) merged in
     when given, on the engine `config` names; converted models are kept under `cache`. `engine.name` says which
     engine serves it: transformers where CTranslate2 cannot."""
@@ -76,7 +76,7 @@ def load_engine(checkpoint: Path, adapter: Path | None, config: ServingConfig, c
     return CTranslate2Engine(folder, config.threads) if folder is not None else TransformersEngine(checkpoint, adapter)
 
 
-def converted_model(checkpoint: Path, adapter: Path | None, config: ServingConfig, cache: Path) -> Path | None:
+def converted_model(checkpoint: Path, adapter: Path | None, config: EngineConfig, cache: Path) -> Path | None:
     """The folder of the model converted for `config.engine`; None where transformers serves the checkpoint as it
     is: the transformers engine, or a model CTranslate2 cannot convert (with a warning)."""
     if config.engine not in ENGINES:

@@ -29,7 +29,7 @@ from finetune.adapters import MANIFEST, promoted_version
 from finetune.engines import ADAPTER_WEIGHTS, CTranslate2Engine, Engine, TransformersEngine, converted_model
 from finetune.models import base_model_sha256, file_sha256
 from pipeline.context import InputRule
-from pipeline.settings import ServingConfig
+from pipeline.settings import EngineConfig
 
 ADAPTER_FILES = (ADAPTER_WEIGHTS, "adapter_config.json")
 # vLLM's --max-lora-rank takes one of these; the entry asks for the smallest that holds the adapter's rank
@@ -42,7 +42,7 @@ def export_task(
     checkpoint: Path,
     adapters_root: Path,
     serving_root: Path,
-    config: ServingConfig,
+    config: EngineConfig,
     cache: Path,
     evaluation: dict,
 ) -> dict | None:

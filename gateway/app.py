@@ -113,7 +113,7 @@ class Gateway:
         self.client = httpx.AsyncClient(timeout=self.config.upstream_timeout_s)
         self.engine = engine or (
             VLLMEngine(settings.adapters_dir, self.config.vllm_base_url, self.client) if self.config.vllm_base_url
-            else LocalEngine(settings.adapters_dir)
+            else LocalEngine(settings.adapters_dir, settings.engine, settings.engines_dir)
         )
         self.router = _Reloaded(settings.serving_dir / ROUTER_FILE, lambda: load_router(settings.serving_dir))
         self.modes = _Reloaded(settings.serving_dir / MODES_FILE, self._load_modes)

@@ -5,9 +5,9 @@ stored with the adapter (`finetune.adapters.input_rule`: static text pruned, the
 by the prompt convention (`finetune.prompts.prompt_text`), greedy, the reply bounded by the task's budget. A call whose
 prompt and reply budget do not fit the model's context is not generated: it stays with the LLM.
 
-- `LocalEngine` generates in the gateway's own process with the transformers path (`finetune/models.py`,
-  `finetune/generate.py`), each task's adapter merged into its own copy of the base model, in the dtype evaluation
-  used, one reply at a time on a worker thread. The faster CPU engine of issue 19 replaces it here.
+- `LocalEngine` generates in the gateway's own process on the engine steps 4 and 6 score with
+  (`finetune.engines.load_engine`: CTranslate2 int8 with the task's adapter merged, by default), one reply at a time
+  on a worker thread, so that what answers is what was evaluated.
 - `VLLMEngine` sends the same rendered prompt to a vLLM server that holds every promoted adapter as a LoRA module
   named after its task (`pipeline/vllm.py` writes its configuration), the request's `model` naming the task.
 """
@@ -26,6 +26,7 @@ import httpx
 
 from pipeline.context import fits
 from pipeline.modes import TaskServing
+from pipeline.settings import EngineConfig
 
 
 class Unfit(Exception):
@@ -83,11 +84,11 @@ def _tokenizer(checkpoint: str):
 
 
 class LocalEngine:
-    def __init__(self, adapters_root: Path):
-        self.adapters_root = adapters_root
+    def __init__(self, adapters_root: Path, config: EngineConfig, engines_dir: Path):
+        self.adapters_root, self.config, self.engines_dir = adapters_root, config, engines_dir
         self.prompts = _Prompts(adapters_root)
-        self._models: dict[tuple[str, int], object] = {}
-        # torch uses every core for one reply; replies queue here, and the wait counts against the budget
+        self._engines: dict[tuple[str, int], object] = {}
+        # an engine uses every core for one reply; replies queue here, and the wait counts against the budget
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapter")
 
     async def answer(self, task: TaskServing, call: dict, max_new_tokens: int, budget_s: float) -> Answer:
@@ -101,25 +102,22 @@ class LocalEngine:
 
     def preload(self, tasks: list[TaskServing]) -> None:
         for task in tasks:
-            self._worker.submit(self._model, task)
+            self._worker.submit(self._engine, task)
 
     def _generate(self, task: TaskServing, prompt: str, max_new_tokens: int, deadline: float) -> tuple[str, int]:
-        from finetune.generate import generate
-
-        left = deadline - time.monotonic()
-        if left <= 0:  # waited in the queue past the budget: the LLM answers instead
+        if deadline - time.monotonic() <= 0:  # waited in the queue past the budget: the LLM answers instead
             return "", 0
-        generated = generate(self._model(task), _tokenizer(task.checkpoint), [prompt], max_new_tokens, max_time=left)
+        generated = self._engine(task).generate([prompt], max_new_tokens)
         return generated.texts[0], generated.new_tokens
 
-    def _model(self, task: TaskServing):
+    def _engine(self, task: TaskServing):
         key = (task.task_id, task.adapter_version)
-        if key not in self._models:
-            from finetune.models import load_for_inference
+        if key not in self._engines:
+            from finetune.engines import load_engine
 
             folder = self.adapters_root / task.task_id / f"v{task.adapter_version}"
-            self._models[key] = load_for_inference(Path(task.checkpoint), folder)
-        return self._models[key]
+            self._engines[key] = load_engine(Path(task.checkpoint), folder, self.config, self.engines_dir)
+        return self._engines[key]
 
 
 class VLLMEngine:

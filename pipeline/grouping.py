@@ -157,8 +157,18 @@ def _called_tool(call: dict) -> tuple[str, str] | None:
     name = tool_calls[0]["name"]
     offered = next((t["function"].get("parameters") for t in json.loads(call["tools"] or "[]")
                     if isinstance(t.get("function"), dict) and t["function"].get("name") == name), None)
-    schema = json.dumps(offered, sort_keys=True) if offered is not None else ""
+    schema = json.dumps(_schema_shape(offered), sort_keys=True) if offered is not None else ""
     return name, hashlib.sha256(schema.encode()).hexdigest()[:8] if schema else ""
+
+
+def _schema_shape(schema):
+    """What an argument schema asks for, without its wording: descriptions and titles left out (step 2 scrubs their
+    examples call by call, `<PERSON_3>` in one and `<PERSON_5>` in the next), placeholders without their number."""
+    if isinstance(schema, dict):
+        return {k: _schema_shape(v) for k, v in schema.items() if k not in ("description", "title", "examples")}
+    if isinstance(schema, list):
+        return [_schema_shape(item) for item in schema]
+    return _PLACEHOLDER.sub(r"<\1>", schema) if isinstance(schema, str) else schema
 
 
 def _structure(call: dict) -> str:

@@ -3,7 +3,7 @@
 `Settings.from_env()` is read once, where the Dagster code location starts (`orchestration/definitions.py`) or the
 gateway starts (`gateway/__main__.py`), and passed down from there. It takes where things are from environment
 variables and the tuning of each step from `SLM_CONFIG`, a YAML file with one optional section per step config below
-(`scrub:`, `clustering:`, `prices:`, `pick:`, `training:`, `decision:`, `serving:`, `judge:`, `serve:`) whose keys
+(`scrub:`, `clustering:`, `prices:`, `pick:`, `training:`, `decision:`, `engine:`, `judge:`, `serve:`) whose keys
 are that dataclass's fields; what a file leaves out keeps the default. `SLM_SCRUB_CONFIG` is a deployment's own scrub lists (`deny_lists`, `patterns`, `allow`), kept apart from
 tuning because it names what a deployment protects. `python -m pipeline.settings` writes the reference page,
 `docs/configuration.md`, from these dataclasses.
@@ -192,7 +192,7 @@ class DecisionConfig:
 
 
 @dataclass(frozen=True)
-class ServingConfig:
+class EngineConfig:
     """Steps 4, 6 and the export: the engine that generates, so that the scores are those of what is served."""
 
     # "ctranslate2" (the adapter merged, int8: one request 5-20x as fast as transformers on 2 cores, batched
@@ -240,7 +240,7 @@ class ServeConfig:
 
 
 SECTIONS = {"scrub": ScrubConfig, "clustering": ClusterConfig, "prices": Prices, "pick": PickConfig,
-            "training": TrainConfig, "decision": DecisionConfig, "serving": ServingConfig, "judge": JudgeConfig,
+            "training": TrainConfig, "decision": DecisionConfig, "engine": EngineConfig, "judge": JudgeConfig,
             "serve": ServeConfig}
 SCRUB_LISTS = ("deny_lists", "patterns", "allow")
 # Environment variables that set one key of a section, for what a deployment changes without a file.
@@ -269,7 +269,7 @@ class Settings:
     pick: PickConfig = PickConfig()
     training: TrainConfig = TrainConfig()
     decision: DecisionConfig = DecisionConfig()
-    serving: ServingConfig = ServingConfig()
+    engine: EngineConfig = EngineConfig()
     judge: JudgeConfig = JudgeConfig()
     serve: ServeConfig = ServeConfig()
 

@@ -289,12 +289,12 @@ def test_a_caller_who_leaves_mid_stream_loses_the_gateway_nothing(serve, home, l
 
 def test_a_real_adapter_answers_as_it_did_in_evaluation(serve, home, tiny_checkpoint):
     from finetune.adapters import input_rule, train_task_adapter
-    from finetune.generate import generate
-    from finetune.models import load_for_inference, load_tokenizer
+    from finetune.engines import load_engine
+    from finetune.models import load_tokenizer
     from finetune.prompts import adapter_examples, prompt_text
     from gateway.engine import LocalEngine
     from pipeline.context import ContextPolicy, InputRule
-    from pipeline.settings import TrainConfig
+    from pipeline.settings import EngineConfig, TrainConfig
 
     tokenizer = load_tokenizer(tiny_checkpoint)
     rule = InputRule(context=ContextPolicy(window=2))
@@ -304,15 +304,17 @@ def test_a_real_adapter_answers_as_it_did_in_evaluation(serve, home, tiny_checkp
                            home.adapters_dir, TrainConfig(min_steps=1, max_steps=1, seed=seed))
     write_modes(home.serving_dir, [TaskServing(t, "slm", 1, "tiny", str(tiny_checkpoint), 2048, "text", 6)
                                    for t in ("task-001", "task-002")])
-    gateway = serve(engine=LocalEngine(home.adapters_dir), latency_budget_s=60.0)
+    engines = home.home / "engines"
+    gateway = serve(engine=LocalEngine(home.adapters_dir, EngineConfig(), engines), latency_budget_s=60.0)
 
     answers = {t: gateway.client.chat.completions.create(**make(9), max_tokens=6) for t, make in
                (("task-001", intent), ("task-002", ticket))}
 
     for task_id, make in (("task-001", intent), ("task-002", ticket)):
-        model = load_for_inference(tiny_checkpoint, home.adapters_dir / task_id / "v1")
+        # what step 6 scored: the same engine, the same rendering
+        engine = load_engine(tiny_checkpoint, home.adapters_dir / task_id / "v1", EngineConfig(), engines)
         prompt = prompt_text(tokenizer, input_rule(home.adapters_dir, task_id, 1).prepare(canonical(make(9))))
-        offline = generate(model, tokenizer, [prompt], 6).texts[0]
+        offline = engine.generate([prompt], 6).texts[0]
         assert answers[task_id].model == f"{task_id}/v1"
         assert answers[task_id].choices[0].message.content == offline
 
