@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 # Schema words of tool definitions: never personal data, and scrubbing them would break the schema.
 SCHEMA_KEYS = frozenset({"type", "name", "required", "format"})
+STATIC_MIN_CALLS = 20  # a text in fewer calls is never taken for the agent's own, whatever the share
 MIN_DIGITS_TO_SCAN = 6  # numbers this long in JSON (a card or phone stored as a number) are scanned as text
 
 Finding = tuple[str, int, int, float, str]  # entity type, start, end, score, recognizer
@@ -108,6 +109,11 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
         scrubbable.append(call)
 
     allowed = re.compile("|".join(f"(?:{p})" for p in config.allow)) if config.allow else None
+    # the agent's own text, in many calls (its system prompt, its tool schemas): scrubbed of what it holds itself,
+    # never of what a customer's call holds (a customer from "Acme" must not change the policy, nor its tool's
+    # `"pattern": "^AC-\d{6}$"`, in their call only), and what is found in it is nobody's to propagate
+    uses = Counter(t for texts in texts_per_call if isinstance(texts, list) for t in set(texts))
+    static = {t for t, n in uses.items() if n >= max(STATIC_MIN_CALLS, config.static_share * len(calls))}
 
     def found_in(document: str, piece: Piece) -> list[Finding]:
         # what a key says first: where a detector gave the same value another type, the key's is kept
@@ -128,7 +134,7 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
         scope = known.setdefault(conversation[call["call_id"]], Known())
 
         def remember(document: str, pieces: list[Piece]) -> list[str]:
-            for piece in pieces:
+            for piece in pieces if document not in static else ():
                 text = document[piece.start : piece.end]
                 for kind, start, end, _, _ in kept(text, found_in(document, piece)):
                     scope.add(kind, text[start:end])
@@ -146,8 +152,9 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
             scrubbed = []
             for piece in pieces:
                 text = document[piece.start : piece.end]
-                found = known[conversation[call["call_id"]]].findings(text, found_in(document, piece),
-                                                                      identifiers=not piece.tool_name)
+                found = found_in(document, piece)
+                if document not in static:
+                    found = known[conversation[call["call_id"]]].findings(text, found, identifiers=not piece.tool_name)
                 results = kept(text, found)
                 counts.update((kind, recognizer) for kind, _, _, _, recognizer in results)
                 scrubbed.append(placeholders.replace(text, results, mapping) if results else text)
