@@ -21,10 +21,9 @@ Engines (`EngineConfig.engine`, chosen by measurement in `bench/engines.py`):
 An engine is made for one process: a CTranslate2 generator runs one batch at a time (its `intra_threads` cores),
 so a server calls `generate` from one worker per engine, or queues requests into batches.
 
-Constrained decoding (a grammar or a JSON schema) is not part of this interface yet. Of the engines measured,
-llama.cpp (GBNF grammars, JSON schema) and ONNX Runtime GenAI (llguidance: JSON schema, Lark grammars) support it;
-CTranslate2 has no hook for it, so a caller that needs it would run the `transformers` engine with a logits
-processor.
+A structured reply follows its JSON schema (`schemas`, `finetune.constrained`): transformers decodes under it with
+an llguidance logits processor; CTranslate2, which has no hook for it, answers first, and a reply that does not
+follow its schema is answered again under it on transformers.
 """
 
 from __future__ import annotations
@@ -45,6 +44,7 @@ from ctranslate2.converters import TransformersConverter
 from peft import PeftModel
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
+from finetune.constrained import conforms
 from finetune.generate import BATCH_SIZE, BATCH_TOKENS, Generated, batches, generate
 from finetune.models import base_model_sha256, file_sha256, load_base, load_for_inference, load_tokenizer
 from pipeline.settings import EngineConfig
@@ -59,8 +59,9 @@ class Engine(Protocol):
     name: str  # one of ENGINES
     tokenizer: PreTrainedTokenizerBase  # renders the prompts (finetune.prompts.prompt_text) and counts tokens
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> Generated:
-        """Greedy replies to `prompts`, rendered with the chat template, in their order."""
+    def generate(self, prompts: list[str], max_new_tokens: int, schemas: list[dict | None] | None = None) -> Generated:
+        """Greedy replies to `prompts`, rendered with the chat template, in their order; a prompt given a JSON schema
+        in `schemas` (`finetune.constrained.reply_schema`) gets a reply that follows it."""
         ...
 
 
@@ -73,7 +74,9 @@ def load_engine(checkpoint: Path, adapter: Path | None, config: EngineConfig, ca
     when given, on the engine `config` names; converted models are kept under `cache`. `engine.name` says which
     engine serves it: transformers where CTranslate2 cannot."""
     folder = converted_model(checkpoint, adapter, config, cache)
-    return CTranslate2Engine(folder, config.threads) if folder is not None else TransformersEngine(checkpoint, adapter)
+    if folder is None:
+        return TransformersEngine(checkpoint, adapter)
+    return CTranslate2Engine(folder, config.threads, reference=lambda: TransformersEngine(checkpoint, adapter))
 
 
 def converted_model(checkpoint: Path, adapter: Path | None, config: EngineConfig, cache: Path) -> Path | None:
@@ -100,24 +103,39 @@ class TransformersEngine:
         self.model = load_for_inference(checkpoint, adapter)
         self.tokenizer = load_tokenizer(checkpoint)
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> Generated:
-        return generate(self.model, self.tokenizer, prompts, max_new_tokens)
+    def generate(self, prompts: list[str], max_new_tokens: int, schemas: list[dict | None] | None = None) -> Generated:
+        return generate(self.model, self.tokenizer, prompts, max_new_tokens, schemas=schemas)
 
 
 class CTranslate2Engine:
     """A converted CTranslate2 model (`ctranslate2_model`), with the tokenizer and end-of-turn tokens saved beside
-    it, so the folder alone serves the task."""
+    it, so the folder alone serves the task. CTranslate2 has no hook to constrain its decoding: a reply that does
+    not follow its schema is generated again under it by `reference` (the same model on transformers, loaded on
+    first need), so every structured reply follows its schema, and the fast path serves the rest."""
 
     name = "ctranslate2"
 
-    def __init__(self, folder: Path, threads: int = 0):
+    def __init__(self, folder: Path, threads: int = 0, reference: Callable[[], TransformersEngine] | None = None):
         self.folder = folder
+        self._reference, self._loaded = reference, None
         self.generator = ctranslate2.Generator(str(folder), device="cpu", intra_threads=threads)
         self.tokenizer = load_tokenizer(folder)
         stop = GenerationConfig.from_pretrained(folder).eos_token_id
         self.end_tokens = sorted({*(stop if isinstance(stop, list) else [stop]), self.tokenizer.eos_token_id} - {None})
 
-    def generate(self, prompts: list[str], max_new_tokens: int) -> Generated:
+    def generate(self, prompts: list[str], max_new_tokens: int, schemas: list[dict | None] | None = None) -> Generated:
+        generated = self._generate(prompts, max_new_tokens)
+        astray = [i for i, text in enumerate(generated.texts) if schemas and not conforms(text, schemas[i])]
+        if not astray or self._reference is None:
+            return generated
+        self._loaded = self._loaded or self._reference()
+        again = self._loaded.generate([prompts[i] for i in astray], max_new_tokens, [schemas[i] for i in astray])
+        texts = list(generated.texts)
+        for i, text in zip(astray, again.texts):
+            texts[i] = text
+        return Generated(texts, generated.seconds + again.seconds, generated.new_tokens + again.new_tokens)
+
+    def _generate(self, prompts: list[str], max_new_tokens: int) -> Generated:
         started = time.perf_counter()
         ids = self.tokenizer(prompts, add_special_tokens=False).input_ids
         replies: dict[int, list[int]] = {}

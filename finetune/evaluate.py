@@ -20,6 +20,7 @@ import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
 from finetune.adapters import input_rule, promoted_version, promotions, record_promotion, versions
+from finetune.constrained import reply_schema
 from finetune.engines import Engine, EngineLoader, TransformersEngine
 from finetune.prompts import last_input, prompt_text, reply_kind, target_text, token_count
 from pipeline.context import InputRule, fits
@@ -52,9 +53,10 @@ def score_model(
     examples: Sequence[Sequence[dict]] | None = None,
     judge: Judge | None = None,
 ) -> Scored:
-    """Generate each call's reply (with its few-shot `examples`, if given) and score it against the logged one."""
+    """Generate each call's reply (with its few-shot `examples`, if given), a structured one under its schema as the
+    gateway serves it (`finetune.constrained`), and score it against the logged one."""
     prompts = [prompt_text(engine.tokenizer, call, examples[i] if examples else ()) for i, call in enumerate(calls)]
-    generated = engine.generate(prompts, max_new_tokens)
+    generated = engine.generate(prompts, max_new_tokens, [reply_schema(call, kind) for call in calls])
     references = [_first_tokens(engine.tokenizer, target_text(call), max_new_tokens) for call in calls]
     scores = score_replies(kind, references, generated.texts, embed, judge, [last_input(call) for call in calls])
     return Scored(scores, generated.texts, generated.tokens_per_second, generated.seconds_per_call)

@@ -94,7 +94,10 @@ class LocalEngine:
     async def answer(self, task: TaskServing, call: dict, max_new_tokens: int, budget_s: float) -> Answer:
         started = time.monotonic()
         prompt, length = self.prompts.render(task, call, max_new_tokens)
-        job = self._worker.submit(self._generate, task, prompt, max_new_tokens, started + budget_s)
+        from finetune.constrained import reply_schema
+
+        schema = reply_schema(call, task.kind)  # a structured reply follows its schema, as in evaluation
+        job = self._worker.submit(self._generate, task, prompt, max_new_tokens, started + budget_s, schema)
         text, new_tokens = await asyncio.wrap_future(job)
         if time.monotonic() - started >= budget_s:
             raise TooSlow(f"no reply within {budget_s:.1f} s")
@@ -104,10 +107,11 @@ class LocalEngine:
         for task in tasks:
             self._worker.submit(self._engine, task)
 
-    def _generate(self, task: TaskServing, prompt: str, max_new_tokens: int, deadline: float) -> tuple[str, int]:
+    def _generate(self, task: TaskServing, prompt: str, max_new_tokens: int, deadline: float,
+                  schema: dict | None) -> tuple[str, int]:
         if deadline - time.monotonic() <= 0:  # waited in the queue past the budget: the LLM answers instead
             return "", 0
-        generated = self._engine(task).generate([prompt], max_new_tokens)
+        generated = self._engine(task).generate([prompt], max_new_tokens, [schema])
         return generated.texts[0], generated.new_tokens
 
     def _engine(self, task: TaskServing):

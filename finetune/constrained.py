@@ -1,0 +1,109 @@
+"""Constrained decoding: a structured reply generated under its JSON schema, so that it parses and names a tool the
+call offered, with arguments of that tool's schema.
+
+A call whose logged reply is a tool call or JSON gets a schema (`reply_schema`): for a tool call, one of the tools the
+call offers, `{"name": <that tool>, "arguments": <its parameters>}` (or a list of them, for parallel calls), in the
+project's rendering of tool calls (`finetune.prompts`); for JSON, an object or an array. A text reply gets none.
+
+llguidance (the library behind guidance, and llama.cpp's and vLLM's JSON-schema decoding) turns the schema into a
+token mask per step, applied to transformers' logits by `SchemaConstraint`, a `LogitsProcessor`. Separators are
+those of `json.dumps`, the ones training targets are written with, so a fine-tuned adapter is not pushed off the
+tokens it learnt. A schema llguidance cannot compile leaves its reply unconstrained, and the reply is then only
+checked (`conforms`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cache
+
+import jsonschema
+import llguidance
+import llguidance.hf
+import llguidance.torch
+import torch
+from transformers import LogitsProcessor, PreTrainedTokenizerBase
+
+
+# json.dumps' separators, which `finetune.prompts.target_text` writes training replies with
+FORMAT = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False, "lenient": True}
+
+
+def reply_schema(call: dict, kind: str) -> dict | None:
+    """The JSON schema a reply of `kind` (`tool`, `json` or `text`, `finetune.prompts.reply_kind`) to `call` must
+    follow; None for text. A tool call names one of the tools the call offers."""
+    if kind == "json":
+        return {"type": ["object", "array"]}
+    if kind != "tool":
+        return None
+    tools = [t["function"] for t in json.loads(call["tools"] or "[]") if isinstance(t.get("function"), dict)]
+    if not tools and "response_tool_calls" in call:  # a log that kept the call, not the offer: the logged tool's name
+        tools = [{"name": c["name"]} for c in json.loads(call["response_tool_calls"])[:1]]
+    one = {"anyOf": [_tool_call(tool) for tool in tools]} if tools else {"type": "object"}
+    return {"anyOf": [one, {"type": "array", "items": one, "minItems": 2}]}
+
+
+def _tool_call(tool: dict) -> dict:
+    parameters = tool.get("parameters") if isinstance(tool.get("parameters"), dict) else {"type": "object"}
+    return {"type": "object", "properties": {"name": {"const": tool["name"]}, "arguments": parameters},
+            "required": ["name", "arguments"], "additionalProperties": False}
+
+
+def conforms(text: str, schema: dict | None) -> bool:
+    """Whether `text` is JSON that follows `schema` (any text where there is none). A schema that is not itself
+    valid (a tool's broken parameters) is checked as far as it can be: the text must parse."""
+    if schema is None:
+        return True
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    try:
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError:
+        return False
+    except jsonschema.SchemaError:
+        return True
+    return True
+
+
+class SchemaConstraint(LogitsProcessor):
+    """Masks, row by row, every token that would leave the row's schema; a row without a schema is left free.
+    Made for one `generate` call on one batch: `prompt_length` is where the replies start."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, schemas: list[dict | None], prompt_length: int):
+        guide = _guidance_tokenizer(tokenizer)
+        self.matchers = [_matcher(guide, schema) for schema in schemas]
+        self.bitmask = llguidance.torch.allocate_token_bitmask(len(schemas), guide.vocab_size)
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[1] > self.prompt_length:
+            for matcher, token in zip(self.matchers, input_ids[:, -1].tolist()):
+                if matcher is not None and not matcher.is_stopped():
+                    matcher.consume_token(token)
+        rows = [i for i, matcher in enumerate(self.matchers) if matcher is not None]
+        for i in rows:
+            llguidance.torch.fill_next_token_bitmask(self.matchers[i], self.bitmask, i)
+        if rows:
+            masked = scores[rows].contiguous()
+            llguidance.torch.apply_token_bitmask_inplace(masked, self.bitmask[rows])
+            scores[rows] = masked
+        return scores
+
+
+@cache
+def _guidance_tokenizer(tokenizer: PreTrainedTokenizerBase) -> llguidance.LLTokenizer:
+    return llguidance.hf.from_tokenizer(tokenizer)  # about a second: once per tokenizer
+
+
+def _matcher(guide: llguidance.LLTokenizer, schema: dict | None) -> llguidance.LLMatcher | None:
+    if schema is None:
+        return None
+    grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=FORMAT)
+    matcher = llguidance.LLMatcher(guide, grammar)
+    if matcher.is_error():
+        logging.getLogger(__name__).warning(f"a reply schema llguidance cannot follow, left free: {matcher.get_error()}")
+        return None
+    return matcher

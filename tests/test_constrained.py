@@ -1,0 +1,39 @@
+"""Constrained decoding: a structured reply follows its JSON schema on every engine, from a model that would not."""
+
+import json
+
+from finetune.constrained import conforms, reply_schema
+from finetune.engines import load_engine
+from finetune.prompts import prompt_text
+from pipeline.settings import EngineConfig
+
+# a short id, so that even an untrained model's reply under the schema ends within its budget
+TOOLS = [{"type": "function", "function": {"name": "get_user_details", "parameters": {
+    "type": "object", "properties": {"user_id": {"type": "string", "maxLength": 12}}, "required": ["user_id"]}}}]
+
+
+def lookup(user_id: str) -> dict:
+    reply = [{"id": "c", "name": "get_user_details", "arguments": {"user_id": user_id}}]
+    return {"messages": json.dumps([{"role": "user", "content": f"My user id is {user_id}."}]), "tools": json.dumps(TOOLS),
+            "response_text": None, "response_tool_calls": json.dumps(reply)}
+
+
+def test_a_tool_calls_schema_takes_only_an_offered_tool_with_its_arguments():
+    schema = reply_schema(lookup("<USER_ID_1>"), "tool")
+    assert conforms('{"name": "get_user_details", "arguments": {"user_id": "<USER_ID_1>"}}', schema)
+    assert not conforms('{"name": "cancel_reservation", "arguments": {"user_id": "x"}}', schema)  # not offered
+    assert not conforms('{"name": "get_user_details", "arguments": {}}', schema)  # a required argument missing
+    assert not conforms('{"name": "get_user_details", "arguments": {"user_id": "x"}}{"name"', schema)  # broken off
+    assert reply_schema(lookup("x"), "text") is None and conforms("anything", None)
+
+
+def test_every_engine_answers_a_tool_call_under_its_schema_where_the_model_alone_would_not(tiny_checkpoint, tmp_path):
+    calls = [lookup(f"user_{i}") for i in range(3)]
+    schemas = [reply_schema(call, "tool") for call in calls]
+    for config in (EngineConfig(engine="transformers"), EngineConfig(compute_type="float32")):
+        engine = load_engine(tiny_checkpoint, None, config, tmp_path / "engines")
+        prompts = [prompt_text(engine.tokenizer, call) for call in calls]
+        free = engine.generate(prompts, 48).texts
+        bound = engine.generate(prompts, 48, schemas).texts
+        assert not all(conforms(text, schema) for text, schema in zip(free, schemas))  # a tiny untrained model
+        assert all(conforms(text, schema) for text, schema in zip(bound, schemas)), (config.engine, bound)
