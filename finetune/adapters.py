@@ -98,15 +98,15 @@ def _register(staging: Path, task_folder: Path, manifest: dict) -> dict:
     while True:
         version = max((int(p.name[1:]) for p in task_folder.glob("v*") if p.name[1:].isdigit()), default=0) + 1
         folder = task_folder / f"v{version}"
-        manifest = {"task_id": manifest["task_id"], "version": version, **manifest, "path": str(folder)}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        numbered = {"task_id": manifest["task_id"], "version": version, **manifest, "path": str(folder)}
+        (staging / MANIFEST).write_text(json.dumps(numbered, indent=2))
         try:
             staging.rename(folder)
         except OSError as error:
             if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
             continue
-        return manifest
+        return numbered
 
 
 def versions(root: Path, task_id: str) -> list[int]:
