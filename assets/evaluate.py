@@ -58,6 +58,7 @@ def evaluate_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
             encode,
             judge_from(settings.judge),
             partial(load_engine, config=settings.engine, cache=settings.engines_dir),
+            settings.training,
         )
         if result.promotion:
             verdict = "promoted" if result.promotion["promoted"] else "kept the promoted adapter over"

@@ -13,9 +13,6 @@ from dagster import (
 
 from finetune.adapters import registry, train_task_adapter
 from finetune.candidates import load_candidates
-from pipeline.context import InputRule
-from pipeline.pick import split_by_time
-from pipeline.pruning import learn_pruning
 from pipeline.settings import Settings
 from pipeline.warehouse import Warehouse
 
@@ -39,7 +36,7 @@ def finetune_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
         the newest calls stay held out for step 6."""
         # imported here, not at the top: the code location (each sensor tick, each run's start) loads without torch
         from finetune.models import base_checkpoint, load_tokenizer
-        from finetune.prompts import adapter_examples
+        from finetune.prompts import task_training_set
 
         task_id = context.partition_key
         chosen = picks[picks["chosen"]]
@@ -50,15 +47,12 @@ def finetune_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
         candidate = next(c for c in load_candidates(settings.candidates_file) if c.name == chosen["candidate"].iloc[0])
         checkpoint = base_checkpoint(candidate, settings.home)
         calls = warehouse.task_calls(task_id)
-        pick, training = settings.pick, settings.training
-        train, held_out = split_by_time(calls, pick.held_out_share)
-        records = train.to_dict("records")
-        rule = InputRule(learn_pruning(records, pick.prune_share), pick.context(int(chosen["context_window"].iloc[0])))
-        examples = adapter_examples(
-            load_tokenizer(checkpoint), records, rule, min(candidate.context_length, training.max_length)
+        rule, examples, held_out = task_training_set(
+            load_tokenizer(checkpoint), calls, int(chosen["context_window"].iloc[0]), settings.pick,
+            min(candidate.context_length, settings.training.max_length),
         )
         context.log.info(
-            f"{task_id}: training {candidate.name} on {len(examples.examples)} calls ({len(held_out)} held out, "
+            f"{task_id}: training {candidate.name} on {len(examples.examples)} calls ({held_out} held out, "
             f"{examples.unfit} too long); input: {rule.describe()}"
         )
         manifest = train_task_adapter(
@@ -68,7 +62,7 @@ def finetune_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
             examples,
             rule,
             settings.adapters_dir,
-            training,
+            settings.training,
             on_log=lambda step, steps, loss: context.log.info(f"{task_id}: step {step}/{steps} loss {loss:.4f}"),
         )
         return Output(

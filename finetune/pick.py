@@ -122,13 +122,20 @@ def pick_candidate(
 
 def _window(candidate, engine, records, sample_calls, examples, kind, pruning, config, embed, scores, reply_tokens):
     """(the window chosen, each window's few-shot score, each window's coverage of the values the replies copy, calls
-    that do not fit the context in it). The window is the smallest scoring within the margin of the best, widened
-    until it keeps the values of `window_coverage` of the task's tool-call replies (`pipeline.context`): a few
-    scored calls cannot show that an id the answer needs was said earlier than the window reaches."""
+    that do not fit the context in it). The window is the smallest scoring within the margin of the best, and no
+    narrower than keeps the values of `window_coverage` of the task's tool-call replies (`pipeline.context`): a few
+    scored calls cannot show that an id the answer needs was said earlier than the window reaches. So windows
+    narrower than that are not scored, nor wider ones once a window scores within the margin of a perfect score."""
     tokenizer = engine.tokenizer
     budget = min(reply_tokens, config.max_new_tokens)
+    coverage = {w: window_coverage(records, config.context(w)) for w in sorted(set(config.windows) | {0})}
+    narrowest = min((w for w, share in coverage.items() if share >= config.window_coverage), key=_width)
     rendered = {0: [prompt_text(tokenizer, config.context().apply(c), e) for c, e in zip(sample_calls, examples)]}
     for window in sorted(set(config.windows) - {0}):
+        if _width(window) < _width(narrowest):
+            continue
+        if any(w and s >= 1.0 - config.window_margin for w, s in scores.items()):
+            break
         prompts = [prompt_text(tokenizer, config.context(window).apply(c), e) for c, e in zip(sample_calls, examples)]
         same = next((w for w, p in rendered.items() if p == prompts), None)
         rendered[window] = prompts
@@ -137,9 +144,7 @@ def _window(candidate, engine, records, sample_calls, examples, kind, pruning, c
         else:
             fitted = [config.context(window).apply(c) for c in sample_calls]
             scores[window] = score_model(engine, fitted, kind, budget, embed, examples).mean
-    coverage = {w: window_coverage(records, config.context(w)) for w in sorted(set(config.windows) | {0})}
-    wide_enough = [w for w, share in coverage.items() if share >= config.window_coverage]
-    window = max(choose_window(scores, config.window_margin), min(wide_enough, key=_width), key=_width)
+    window = max(choose_window(scores, config.window_margin), narrowest, key=_width)
     rule = InputRule(pruning, config.context(window))
     unfit = sum(not fits(token_count(tokenizer, prompt_text(tokenizer, rule.prepare(c))), reply_tokens, candidate.context_length)
                 for c in records)

@@ -18,9 +18,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
 from pipeline.context import InputRule, fits
+from pipeline.pick import split_by_time
+from pipeline.pruning import learn_pruning
+from pipeline.settings import PickConfig
 from pipeline.tasks import reply_type
 
 TOOL_INSTRUCTION = 'To call a tool, reply with JSON only: {"name": <tool name>, "arguments": {<arguments>}}.'
@@ -83,6 +87,16 @@ def adapter_examples(tokenizer: PreTrainedTokenizerBase, calls: Sequence[dict], 
         full.append(token_count(tokenizer, prompt_text(tokenizer, call)))
         pruned.append(length)
     return Examples(examples, full, pruned, len(calls) - len(examples))
+
+
+def task_training_set(tokenizer: PreTrainedTokenizerBase, calls: pd.DataFrame, window: int, pick: PickConfig,
+                      max_tokens: int) -> tuple[InputRule, Examples, int]:
+    """(the adapter's input rule, its training examples, the calls held out) for a task: the rule's static text is
+    learnt on, and the examples made of, the calls before the held-out part, in the conversation `window` picked."""
+    train, held_out = split_by_time(calls, pick.held_out_share)
+    records = train.to_dict("records")
+    rule = InputRule(learn_pruning(records, pick.prune_share), pick.context(window))
+    return rule, adapter_examples(tokenizer, records, rule, max_tokens), len(held_out)
 
 
 def token_count(tokenizer: PreTrainedTokenizerBase, text: str) -> int:

@@ -22,7 +22,9 @@ class Decision:
 
 
 def decide(kind: str, scores: Sequence[float], config: DecisionConfig = DecisionConfig()) -> Decision:
-    """Replaceable when the adapter's mean score on at least `min_held_out` calls reaches the kind's threshold."""
+    """Replaceable when the adapter's mean score on at least `min_held_out` calls reaches the kind's threshold, and
+    the interval around it reaches no further than `interval_margin` below: a mean that clears the bar on a few
+    lucky calls is not enough."""
     if not len(scores):
         return Decision(False, float("nan"), float("nan"), float("nan"), "no held-out calls scored")
     mean = float(sum(scores) / len(scores))
@@ -32,6 +34,9 @@ def decide(kind: str, scores: Sequence[float], config: DecisionConfig = Decision
         return Decision(False, mean, low, high, f"{len(scores)} held-out calls, fewer than the {config.min_held_out} needed")
     if mean < threshold:
         return Decision(False, mean, low, high, f"score {mean:.3f} below the {kind} threshold {threshold}")
+    if low < threshold - config.interval_margin:
+        return Decision(False, mean, low, high, f"score {mean:.3f} reaches the {kind} threshold {threshold}, but its "
+                        f"interval reaches down to {low:.3f}, more than {config.interval_margin} below")
     return Decision(True, mean, low, high, f"score {mean:.3f} reaches the {kind} threshold {threshold}")
 
 

@@ -187,7 +187,11 @@ class DecisionConfig:
 
     # mean held-out score a fine-tuned adapter must reach, by reply kind (see pipeline/metrics.py for the scores)
     thresholds: dict[str, float] = field(default_factory=lambda: {"tool": 0.9, "json": 0.9, "text": 0.8})
-    min_held_out: int = 20  # fewer held-out calls cannot show a task is replaceable
+    min_held_out: int = 20  # fewer scored calls cannot show a task is replaceable
+    interval_margin: float = 0.1  # nor a mean whose 95% interval reaches further than this below the threshold
+    # A task whose held-out part is smaller than `min_held_out` is judged by cross-validation instead: its calls cut
+    # into this many time-ordered folds, an adapter trained on all but each, so every call is scored once unseen.
+    folds: int = 5
     eval_sample: int = 24  # held-out calls each model answers: bounds the step's time on a CPU
     retrain_growth: float = 0.25  # retrain when the task's calls grew by this share since the adapter's data
     retrain_drop: float = 0.05  # or when the promoted adapter's score fell by this much since its promotion

@@ -26,6 +26,12 @@ def test_a_task_stays_with_the_llm_below_the_threshold_or_on_too_few_calls_with_
     assert not few.replaceable and "10 held-out calls, fewer than the 20 needed" in few.reason
 
 
+def test_a_mean_on_the_threshold_with_a_wide_interval_is_not_enough():
+    unsure = decide("tool", [1.0] * 18 + [0.0] * 2, CONFIG)
+    assert not unsure.replaceable and unsure.score == 0.9 and unsure.ci_low < 0.8
+    assert "reaches the tool threshold 0.9, but its interval reaches down to" in unsure.reason
+
+
 def test_a_challenger_is_promoted_only_when_it_beats_the_champion_on_the_same_calls():
     assert promote(0.8, None)
     assert promote(0.91, 0.9)

@@ -1,5 +1,5 @@
-"""Steps 4–5 around the models: candidates, the prompt convention, the time split, the choice, training and the
-adapter registry, on a tiny model built from a config so they run in seconds."""
+"""Steps 4–6 around the models: candidates, the prompt convention, the time split, the choice, training, the
+adapter registry and cross-validation, on a tiny model built from a config so they run in seconds."""
 
 import json
 from dataclasses import replace
@@ -13,9 +13,10 @@ from transformers import TrainerCallback
 from trl import SFTTrainer
 
 from finetune.adapters import input_rule, registry, train_task_adapter
+from finetune.evaluate import cross_validate
 from finetune.candidates import Candidate, load_candidates
 from finetune.generate import batches, generate
-from finetune.models import load_base
+from finetune.models import load_base, load_tokenizer
 from finetune.pick import pick_candidate
 from finetune.prompts import adapter_examples, chat_messages, prompt_text, target_text
 from pipeline.context import InputRule
@@ -299,3 +300,22 @@ def test_calls_too_long_for_the_context_are_left_out_of_training_and_counted(tin
 
     assert (len(made.examples), made.unfit) == (4, 1)
     assert all("refund please" not in example["prompt"] for example in made.examples)
+
+
+def test_cross_validation_scores_every_call_once_by_an_adapter_trained_without_it(tiny_checkpoint, monkeypatch):
+    calls = [call(i, queue=QUEUES[i % 3]) for i in range(10)]
+    tokenizer, rule = load_tokenizer(tiny_checkpoint), InputRule()
+    trained_on = []
+    train = finetune.train.train_adapter
+
+    def recording(checkpoint, examples, folder, config, *args):
+        trained_on.append({example["prompt"] for example in examples})
+        return train(checkpoint, examples, folder, config, *args)
+
+    monkeypatch.setattr(finetune.train, "train_adapter", recording)
+    scored = cross_validate(calls, "tool", tiny_checkpoint, rule, 2048, TrainConfig(min_steps=2, max_steps=2), 5, 8, embed=None)
+
+    assert len(scored.scores) == len(scored.predictions) == 10 and len(trained_on) == 5
+    for fold, prompts in zip(np.array_split(np.arange(10), 5), trained_on):
+        unseen = {prompt_text(tokenizer, rule.prepare(calls[i])) for i in fold}
+        assert len(prompts) == 8 and not unseen & prompts
