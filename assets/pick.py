@@ -14,7 +14,9 @@ from dagster import (
     asset,
 )
 
+from finetune.adapters import promotions
 from finetune.candidates import load_candidates
+from pipeline.decision import fell_short
 from pipeline.settings import Settings
 from pipeline.tasks import calls_and_embeddings
 from pipeline.warehouse import Warehouse
@@ -40,7 +42,8 @@ def pick_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
             c for c in load_candidates(settings.candidates_file) if not config.candidates or c.name in config.candidates
         ]
         engines = partial(load_engine, config=settings.engine, cache=settings.engines_dir)
-        picked = pick_candidate(task_id, calls, embeddings, candidates, settings.home, config, encode, engines)
+        given_up = fell_short(promotions(settings.adapters_dir, task_id))
+        picked = pick_candidate(task_id, calls, embeddings, candidates, settings.home, config, encode, engines, given_up)
         context.log.info(f"{task_id}: {picked.chosen or 'no candidate'} ({picked.reason}), generated with {picked.engine or 'nothing'}")
         shown = picked.table.drop(columns=["task_id", "context_length", "serving_usd_per_1m_tokens"])
         return Output(

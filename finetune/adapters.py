@@ -128,6 +128,12 @@ def registry(root: Path, task_id: str) -> pd.DataFrame:
     return frame("adapters", rows)
 
 
+def trained_from(root: Path, task_id: str, version: int) -> tuple[str, Path]:
+    """The candidate the version was trained from, and its base checkpoint."""
+    manifest = json.loads((root / task_id / f"v{version}" / MANIFEST).read_text())
+    return manifest["candidate"], Path(manifest["base_checkpoint"])
+
+
 def input_rule(root: Path, task_id: str, version: int) -> InputRule:
     """The rule the version was trained with, to read every call the same way wherever it runs."""
     manifest = json.loads((root / task_id / f"v{version}" / MANIFEST).read_text())

@@ -14,7 +14,7 @@ that leave every sampled prompt as it was are not scored again.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +49,11 @@ def pick_candidate(
     config: PickConfig,
     embed: Callable[[list[str]], np.ndarray],
     load: EngineLoader = TransformersEngine,
+    given_up: Mapping[str, str] | None = None,
 ) -> Pick:
     """`calls` are the task's calls oldest first, `embeddings` their signature embeddings in the same order; each
-    candidate generates on the engine `load` gives."""
+    candidate generates on the engine `load` gives. `given_up` maps candidates not to try again on the task to why
+    (`pipeline.decision.fell_short`); a pin overrides it."""
     if len(calls) < config.min_calls:
         reason = f"{len(calls)} calls, fewer than the {config.min_calls} needed to train and judge a model"
         return Pick(_frame([_row(task_id, c, reason=reason) for c in candidates]), "", reason)
@@ -68,6 +70,9 @@ def pick_candidate(
     for candidate in sorted(candidates, key=lambda c: (-value(1.0, c.serving_usd_per_1m_tokens, config.policy), c.parameters)):
         if pinned and candidate.name != pinned:
             rows[candidate.name] = _row(task_id, candidate, reason=f"not scored: the task is pinned to {pinned}")
+            continue
+        if not pinned and candidate.name in (given_up or {}):
+            rows[candidate.name] = _row(task_id, candidate, reason=f"not tried again: {given_up[candidate.name]}")
             continue
         if best is not None and not could_win(candidate.serving_usd_per_1m_tokens, candidate.parameters, *best[:2], config.policy):
             rows[candidate.name] = _row(task_id, candidate, reason=f"not scored: a perfect score would not beat {best[2]} by {config.policy}")

@@ -69,13 +69,16 @@ def retrain_changed_tasks(
     evaluations = warehouse.read("evaluations")
     promoted = evaluations[evaluations["promoted"].astype(bool)]
     scores_now = dict(zip(promoted["task_id"], promoted["score"]))
-    at_promotion = {}
+    at_promotion, last_judged = {}, {}
     for task_id in task_ids:
-        history = [entry for entry in promotions(settings.adapters_dir, task_id) if entry["promoted"]]
+        history = promotions(settings.adapters_dir, task_id)
+        promoted = [entry for entry in history if entry["promoted"]]
+        if promoted:
+            at_promotion[task_id] = promoted[-1]["score"]
         if history:
-            at_promotion[task_id] = history[-1]["score"]
+            last_judged[task_id] = history[-1]
     adapters = {t: registry(settings.adapters_dir, t) for t in task_ids}
-    plan = cycle_plan(task_ids, train_calls, adapters, scores_now, at_promotion, settings.decision)
+    plan = cycle_plan(task_ids, train_calls, adapters, scores_now, at_promotion, settings.decision, last_judged)
     for task_id, reason in plan.items():
         context.log.info(f"{task_id}: {'retrain, ' + reason if reason else 'keeps its adapter, evaluated again'}")
         yield RunRequest(

@@ -45,11 +45,27 @@ def promote(challenger: float, champion: float | None) -> bool:
     return champion is None or challenger > champion
 
 
+def fell_short(history: Sequence[dict]) -> dict[str, str]:
+    """Candidate → why it is not tried again on the task: an adapter of it scored below its own base model few-shot
+    on the same held-out calls, and the task stayed with the LLM. Fine-tuning that does worse than two examples in
+    the prompt has failed for that model, so the next candidate is tried before the task is given up. `history` is
+    the task's promotion history."""
+    short = {}
+    for entry in history:
+        if entry.get("few_shot") is not None and entry["score"] < entry["few_shot"] and not entry["replaceable"]:
+            short[entry["candidate"]] = (f"its adapter v{entry['version']} scored {entry['score']:.2f}, below its "
+                                         f"few-shot {entry['few_shot']:.2f}")
+    return short
+
+
 def retrain_reason(calls_now: int, trained_on: int | None, score_now: float | None, score_at_promotion: float | None,
-                   config: DecisionConfig = DecisionConfig()) -> str:
-    """Why the task needs a new adapter this cycle, or "" when its adapter stays."""
+                   config: DecisionConfig = DecisionConfig(), last_judged: dict | None = None) -> str:
+    """Why the task needs a new adapter this cycle, or "" when its adapter stays. `last_judged` is the newest entry
+    of its promotion history."""
     if trained_on is None:
         return "new task: no adapter yet"
+    if last_judged and (short := fell_short([last_judged])):
+        return f"{last_judged['candidate']}: {short[last_judged['candidate']]}; the next candidate is tried"
     growth = calls_now / max(trained_on, 1) - 1
     if growth >= config.retrain_growth:
         return f"data grew {growth:.0%} since the adapter's training"
@@ -60,13 +76,14 @@ def retrain_reason(calls_now: int, trained_on: int | None, score_now: float | No
 
 def cycle_plan(
     task_ids: list[str], train_calls: dict[str, int], adapters: dict[str, pd.DataFrame], scores_now: dict[str, float],
-    scores_at_promotion: dict[str, float], config: DecisionConfig,
+    scores_at_promotion: dict[str, float], config: DecisionConfig, last_judged: dict[str, dict] | None = None,
 ) -> dict[str, str]:
-    """Task id → why it retrains this cycle, "" for a task that keeps its adapter and is only evaluated again."""
+    """Task id → why it retrains this cycle, "" for a task that keeps its adapter and is only evaluated again.
+    `last_judged` holds each task's newest promotion-history entry."""
     plan = {}
     for task_id in task_ids:
         versions = adapters.get(task_id)
         trained_on = int(versions["train_calls"].iloc[-1]) if versions is not None and len(versions) else None
         plan[task_id] = retrain_reason(train_calls[task_id], trained_on, scores_now.get(task_id),
-                                       scores_at_promotion.get(task_id), config)
+                                       scores_at_promotion.get(task_id), config, (last_judged or {}).get(task_id))
     return plan

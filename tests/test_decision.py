@@ -6,7 +6,7 @@ import pandas as pd
 
 from finetune.adapters import promoted_version, promotions, record_promotion
 from pipeline.decision import cycle_plan
-from pipeline.decision import decide, promote, retrain_reason
+from pipeline.decision import decide, fell_short, promote, retrain_reason
 from pipeline.settings import DecisionConfig
 from pipeline.report import html, markdown, report_rows, totals
 
@@ -105,3 +105,15 @@ def test_a_cycle_plan_retrains_only_what_changed():
         config=CONFIG,
     )
     assert plan == {"task-001": "", "task-002": "data grew 50% since the adapter's training", "task-003": "new task: no adapter yet"}
+
+
+def test_a_candidate_whose_adapter_fell_below_its_few_shot_is_given_up_and_the_next_one_tried():
+    judged = [
+        {"version": 1, "candidate": "smollm2", "score": 0.41, "few_shot": 0.59, "replaceable": False},
+        {"version": 2, "candidate": "gemma", "score": 0.95, "few_shot": 1.0, "replaceable": True},  # below, but it serves
+        {"version": 3, "candidate": "qwen", "score": 0.7, "few_shot": 0.5, "replaceable": False},
+    ]
+    assert fell_short(judged) == {"smollm2": "its adapter v1 scored 0.41, below its few-shot 0.59"}
+    assert retrain_reason(100, 100, 0.41, 0.41, CONFIG, judged[0]) == (
+        "smollm2: its adapter v1 scored 0.41, below its few-shot 0.59; the next candidate is tried")
+    assert retrain_reason(100, 100, 0.95, 0.95, CONFIG, judged[1]) == ""

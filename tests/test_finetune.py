@@ -292,6 +292,21 @@ def test_pick_neither_profiles_nor_scores_a_dearer_candidate_that_a_perfect_scor
     assert rows.loc["dear", "reason"] == "not scored: a perfect score would not beat tiny by score_per_cost"
 
 
+def test_pick_tries_the_next_candidate_once_one_is_given_up_on_the_task(tiny_checkpoint, tmp_path):
+    calls = pd.DataFrame([call(i, text=f"answer {i}", day=i) for i in range(12)])
+    same_vector = lambda texts: np.ones((len(texts), 3))
+    candidates = [tiny_candidate(tiny_checkpoint, name="dear", parameters=200_000, serving_usd_per_1m_tokens=0.02),
+                  tiny_candidate(tiny_checkpoint)]
+
+    picked = pick_candidate("task-001", calls, np.eye(12, dtype=np.float32), candidates, tmp_path,
+                            PickConfig(min_calls=10, score_sample=2), embed=same_vector,
+                            given_up={"tiny": "its adapter v1 scored 0.41, below its few-shot 0.59"})
+
+    rows = picked.table.set_index("candidate")
+    assert picked.chosen == "dear" and rows.loc["dear", "calls_scored"] == 2
+    assert rows.loc["tiny", "reason"] == "not tried again: its adapter v1 scored 0.41, below its few-shot 0.59"
+
+
 def test_calls_too_long_for_the_context_are_left_out_of_training_and_counted(tiny_checkpoint):
     _, tokenizer = load_base(tiny_checkpoint)
     long_ticket = {**call(9, queue="billing"), "messages": json.dumps([{"role": "user", "content": "refund please " * 200}])}
