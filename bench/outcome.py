@@ -6,7 +6,8 @@ with 95% intervals, the decision, and each step's time.
 Workloads:
 - `bfcl`: BFCL v4 live function sets under ../shared/data (skipped, saying why, where absent), the `--tasks` largest
   of `live_multiple`: each set's prompts are one task, each prompt a logged call whose reply is its gold call (the
-  first accepted value of each argument; an argument whose first accepted value is empty is left out). Every
+  first accepted value of each argument; an argument whose first accepted value is empty is left out), its
+  functions' parameter types renamed to JSON Schema's (BFCL writes `dict`, `float`, `tuple`). Every
   argument is in the prompt: the easiest tool task there is. Sets have at most 29 prompts, so `min_calls` is 20
   here (30 by default) and step 6 decides on cross-validation (`DecisionConfig.folds`).
 - `long`: `demo.long_logs`' airline conversations (`--conversations`), collected, scrubbed and grouped by steps 1–3;
@@ -51,6 +52,25 @@ from pipeline.settings import Settings  # noqa: E402
 from pipeline.tasks import find_tasks, signature_embeddings, task_signature  # noqa: E402
 
 
+BFCL_TYPES = {"dict": "object", "float": "number", "tuple": "array", "any": None}  # its Python names for JSON types
+
+
+def json_schema(schema):
+    """A BFCL parameter schema in JSON Schema's own type names, as an agent's tool schemas are written."""
+    if isinstance(schema, list):
+        return [json_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {k: json_schema(v) for k, v in schema.items()}
+    if isinstance(schema.get("type"), str):  # not a property named "type"
+        kind = BFCL_TYPES.get(schema["type"], schema["type"])
+        if kind is None:
+            del converted["type"]
+        else:
+            converted["type"] = kind
+    return converted
+
+
 def bfcl_tasks(count: int) -> list[tuple[str, pd.DataFrame]]:
     """The `count` largest live_multiple function sets, each as a task's calls, one a minute apart."""
     folder = SHARED_DATA / "bfcl_v4"
@@ -66,7 +86,8 @@ def bfcl_tasks(count: int) -> list[tuple[str, pd.DataFrame]]:
         messages = [m for turn in record["question"] for m in turn]
         sets.setdefault(function_set, []).append({
             "call_id": record["id"], "messages": json.dumps(messages),
-            "tools": json.dumps([{"type": "function", "function": f} for f in record["function"]]),
+            "tools": json.dumps([{"type": "function", "function": {**f, "parameters": json_schema(f["parameters"])}}
+                                 for f in record["function"]]),
             "response_text": None, "response_tool_calls": json.dumps([gold[record["id"]]]),
         })
     largest = sorted(sets.items(), key=lambda item: -len(item[1]))[:count]
