@@ -51,6 +51,9 @@ from pipeline.settings import EngineConfig
 
 ENGINES = ("ctranslate2", "transformers")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# The shared start of a task's prompts is read once, in whole steps of this many tokens: a prefix that shrinks by a
+# few tokens (a second customer whose name starts like the first's) keeps the state CTranslate2 has cached.
+SHARED_PREFIX_STEP = 64
 
 
 class Engine(Protocol):
@@ -111,7 +114,11 @@ class CTranslate2Engine:
     """A converted CTranslate2 model (`ctranslate2_model`), with the tokenizer and end-of-turn tokens saved beside
     it, so the folder alone serves the task. CTranslate2 has no hook to constrain its decoding: a reply that does
     not follow its schema is generated again under it by `reference` (the same model on transformers, loaded on
-    first need), so every structured reply follows its schema, and the fast path serves the rest."""
+    first need), so every structured reply follows its schema, and the fast path serves the rest.
+
+    A task's prompts start alike (the agent's policy, every tool's schema): the tokens that every prompt read so far
+    began with are given as CTranslate2's static prompt, whose model state it computes once and keeps, so each
+    request reads only what is its own."""
 
     name = "ctranslate2"
 
@@ -122,6 +129,8 @@ class CTranslate2Engine:
         self.tokenizer = load_tokenizer(folder)
         stop = GenerationConfig.from_pretrained(folder).eos_token_id
         self.end_tokens = sorted({*(stop if isinstance(stop, list) else [stop]), self.tokenizer.eos_token_id} - {None})
+        self._seen: list[str] | None = None  # the tokens every prompt read so far began with
+        self.shared_tokens = 0  # how many of the last prompts' tokens were the cached static prompt
 
     def generate(self, prompts: list[str], max_new_tokens: int, schemas: list[dict | None] | None = None) -> Generated:
         generated = self._generate(prompts, max_new_tokens)
@@ -138,11 +147,15 @@ class CTranslate2Engine:
     def _generate(self, prompts: list[str], max_new_tokens: int) -> Generated:
         started = time.perf_counter()
         ids = self.tokenizer(prompts, add_special_tokens=False).input_ids
+        tokens = [self.tokenizer.convert_ids_to_tokens(i) for i in ids]
+        shared = self._shared_prefix(tokens)
+        self.shared_tokens = len(shared)
         replies: dict[int, list[int]] = {}
         # the same batches as the reference: prompts of similar length together, a bound on the padded tokens
         for batch in batches([len(i) for i in ids], max_new_tokens, BATCH_SIZE, BATCH_TOKENS):
             results = self.generator.generate_batch(
-                [self.tokenizer.convert_ids_to_tokens(ids[i]) for i in batch],
+                [tokens[i][len(shared):] for i in batch],
+                static_prompt=shared or None,
                 max_length=max_new_tokens,
                 sampling_topk=1,
                 end_token=self.end_tokens,
@@ -152,6 +165,24 @@ class CTranslate2Engine:
                 replies[i] = result.sequences_ids[0]
         texts = [self.tokenizer.decode(replies[i], skip_special_tokens=True).strip() for i in range(len(prompts))]
         return Generated(texts, time.perf_counter() - started, sum(len(r) for r in replies.values()))
+
+    def _shared_prefix(self, prompts: list[list[str]]) -> list[str]:
+        """The static prompt for `prompts`: the whole steps of tokens that they and every earlier prompt began with,
+        each prompt keeping a token of its own. Empty until two prompts have been read, so that one prompt's own
+        text is never cached as if it were the task's."""
+        first_alone = self._seen is None and len(prompts) == 1
+        seen = prompts[0] if self._seen is None else self._seen
+        for prompt in prompts:
+            seen = seen[:_common_length(seen, prompt)]
+        self._seen = seen
+        if first_alone:
+            return []
+        usable = min(len(seen), min(len(p) for p in prompts) - 1)
+        return seen[:usable // SHARED_PREFIX_STEP * SHARED_PREFIX_STEP]
+
+
+def _common_length(a: list[str], b: list[str]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def ctranslate2_model(checkpoint: Path, adapter: Path | None, compute_type: str, cache: Path) -> Path:

@@ -12,7 +12,7 @@ from peft import PeftModel
 from transformers import AutoTokenizer, StableLmConfig, StableLmForCausalLM
 
 from finetune.adapters import record_promotion, train_task_adapter
-from finetune.engines import load_engine
+from finetune.engines import SHARED_PREFIX_STEP, load_engine
 from finetune.export import export_task, load_served
 from finetune.generate import generate
 from finetune.models import load_base
@@ -54,6 +54,24 @@ def test_ctranslate2_gives_the_greedy_replies_of_transformers_with_the_adapter_m
     assert again.folder == engine.folder and len(list((tmp_path / "ctranslate2").iterdir())) == 1  # converted once
     int8 = load_engine(tiny_checkpoint, adapter, EngineConfig(), tmp_path)
     assert int8.folder != engine.folder and len(int8.generate(prompts, max_new_tokens=12).texts) == len(prompts)
+
+
+def test_one_request_at_a_time_reads_the_shared_start_once_and_gives_the_same_replies(tiny_checkpoint, trained, tmp_path):
+    root, prompts = trained
+    policy = "".join(f"Rule {i}: answer in the queue's own words.\n" for i in range(20))  # an agent's long policy
+    prompts = [policy + prompt for prompt in prompts]
+    engine = load_engine(tiny_checkpoint, root / "task-001" / "v1", EngineConfig(compute_type="float32"), tmp_path)
+    batched = engine.generate(prompts, max_new_tokens=12).texts
+
+    fresh = load_engine(tiny_checkpoint, root / "task-001" / "v1", EngineConfig(compute_type="float32"), tmp_path)
+    one_by_one, shared = [], []
+    for prompt in prompts:
+        one_by_one += fresh.generate([prompt], max_new_tokens=12).texts
+        shared.append(fresh.shared_tokens)
+
+    assert one_by_one == batched
+    assert shared[0] == 0 and shared[1] >= SHARED_PREFIX_STEP  # the first prompt alone cannot tell what is shared
+    assert all(n % SHARED_PREFIX_STEP == 0 and n < len(fresh.tokenizer(p).input_ids) for n, p in zip(shared, prompts))
 
 
 def test_a_model_ctranslate2_cannot_convert_is_served_by_transformers(tiny_checkpoint, tmp_path, caplog):
