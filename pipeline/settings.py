@@ -202,10 +202,11 @@ class DecisionConfig:
 class EngineConfig:
     """Steps 4, 6 and the export: the engine that generates, so that the scores are those of what is served."""
 
-    # "ctranslate2" (the adapter merged, int8: one request 5-20x as fast as transformers on 2 cores, batched
-    # 1.0-3.6x, the same scores; bench/engines.py) or "transformers", the reference, which also serves any model
-    # CTranslate2 cannot convert
-    engine: str = "ctranslate2"
+    # "transformers" (the adapter merged, bf16 where the CPU computes it: on the idle 2-core build machine it
+    # generated batches twice as fast as CTranslate2, and `make demo` took 25 min instead of 40) or "ctranslate2"
+    # (merged, int8: one request at a time 1.35x as fast, 78% of replies the same, scores within 0.01;
+    # bench/engines.py)
+    engine: str = "transformers"
     compute_type: str = "int8"  # CTranslate2's weights on a CPU: int8, int16 or float32 (Gemma-3 is closer to bf16 in float32)
     threads: int = 0  # CPU threads per generation; 0: the engine's default
 

@@ -30,7 +30,7 @@ def test_a_tool_calls_schema_takes_only_an_offered_tool_with_its_arguments():
 def test_every_engine_answers_a_tool_call_under_its_schema_where_the_model_alone_would_not(tiny_checkpoint, tmp_path):
     calls = [lookup(f"user_{i}") for i in range(3)]
     schemas = [reply_schema(call, "tool") for call in calls]
-    for config in (EngineConfig(engine="transformers"), EngineConfig(compute_type="float32")):
+    for config in (EngineConfig(engine="transformers"), EngineConfig(engine="ctranslate2", compute_type="float32")):
         engine = load_engine(tiny_checkpoint, None, config, tmp_path / "engines")
         prompts = [prompt_text(engine.tokenizer, call) for call in calls]
         free = engine.generate(prompts, 48).texts

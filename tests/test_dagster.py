@@ -275,7 +275,7 @@ def test_all_six_steps_and_the_export_materialize_on_a_small_log_with_a_tiny_mod
         assert "1 of" in report and f"| {task_id}" in report
         assert (settings.home / "reports" / "conversion_report.html").exists()
         served = json.loads((settings.serving_dir / task_id / "manifest.json").read_text())
-        assert (served["version"], served["engine"], served["replaceable"]) == (1, "ctranslate2", True)
+        assert (served["version"], served["engine"], served["replaceable"]) == (1, "transformers", True)
 
         # declarative automation: a new evaluation of the task brings the report up to date, the other tasks
         # (never evaluated) notwithstanding

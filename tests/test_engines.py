@@ -45,14 +45,14 @@ def test_ctranslate2_gives_the_greedy_replies_of_transformers_with_the_adapter_m
     reference = PeftModel.from_pretrained(load_base(tiny_checkpoint)[0], adapter).merge_and_unload()
     expected = generate(reference, load_base(tiny_checkpoint)[1], prompts, max_new_tokens=12)
 
-    engine = load_engine(tiny_checkpoint, adapter, EngineConfig(compute_type="float32"), tmp_path)
+    engine = load_engine(tiny_checkpoint, adapter, EngineConfig(engine="ctranslate2", compute_type="float32"), tmp_path)
     replies = engine.generate(prompts, max_new_tokens=12)
 
     assert engine.name == "ctranslate2"
     assert replies.texts == expected.texts and replies.new_tokens == expected.new_tokens
-    again = load_engine(tiny_checkpoint, adapter, EngineConfig(compute_type="float32"), tmp_path)
+    again = load_engine(tiny_checkpoint, adapter, EngineConfig(engine="ctranslate2", compute_type="float32"), tmp_path)
     assert again.folder == engine.folder and len(list((tmp_path / "ctranslate2").iterdir())) == 1  # converted once
-    int8 = load_engine(tiny_checkpoint, adapter, EngineConfig(), tmp_path)
+    int8 = load_engine(tiny_checkpoint, adapter, EngineConfig(engine="ctranslate2"), tmp_path)
     assert int8.folder != engine.folder and len(int8.generate(prompts, max_new_tokens=12).texts) == len(prompts)
 
 
@@ -60,10 +60,10 @@ def test_one_request_at_a_time_reads_the_shared_start_once_and_gives_the_same_re
     root, prompts = trained
     policy = "".join(f"Rule {i}: answer in the queue's own words.\n" for i in range(20))  # an agent's long policy
     prompts = [policy + prompt for prompt in prompts]
-    engine = load_engine(tiny_checkpoint, root / "task-001" / "v1", EngineConfig(compute_type="float32"), tmp_path)
+    engine = load_engine(tiny_checkpoint, root / "task-001" / "v1", EngineConfig(engine="ctranslate2", compute_type="float32"), tmp_path)
     batched = engine.generate(prompts, max_new_tokens=12).texts
 
-    fresh = load_engine(tiny_checkpoint, root / "task-001" / "v1", EngineConfig(compute_type="float32"), tmp_path)
+    fresh = load_engine(tiny_checkpoint, root / "task-001" / "v1", EngineConfig(engine="ctranslate2", compute_type="float32"), tmp_path)
     one_by_one, shared = [], []
     for prompt in prompts:
         one_by_one += fresh.generate([prompt], max_new_tokens=12).texts
@@ -81,7 +81,7 @@ def test_a_model_ctranslate2_cannot_convert_is_served_by_transformers(tiny_check
                                        num_attention_heads=4, num_key_value_heads=2)).save_pretrained(tmp_path / "stablelm")
     tokenizer.save_pretrained(tmp_path / "stablelm")
 
-    engine = load_engine(tmp_path / "stablelm", None, EngineConfig(), tmp_path / "engines")
+    engine = load_engine(tmp_path / "stablelm", None, EngineConfig(engine="ctranslate2"), tmp_path / "engines")
 
     assert engine.name == "transformers" and "CTranslate2 cannot convert it" in caplog.text
     assert len(engine.generate(["hello"], max_new_tokens=4).texts) == 1
@@ -93,7 +93,8 @@ def test_the_export_is_the_promoted_adapter_for_its_engine_with_a_vllm_entry_and
     root, prompts = trained
     serving = tmp_path / "serving"
 
-    manifest = export_task("task-001", "tiny", tiny_checkpoint, root, serving, EngineConfig(), tmp_path / "engines", EVALUATION)
+    manifest = export_task("task-001", "tiny", tiny_checkpoint, root, serving, EngineConfig(engine="ctranslate2"),
+                           tmp_path / "engines", EVALUATION)
 
     folder = serving / "task-001"
     assert (manifest["version"], manifest["engine"], manifest["compute_type"], manifest["replaceable"]) == (1, "ctranslate2", "int8", True)
@@ -109,11 +110,11 @@ def test_the_export_is_the_promoted_adapter_for_its_engine_with_a_vllm_entry_and
     assert json.loads((folder / "adapter" / "adapter_config.json").read_text())["r"] <= vllm["max-lora-rank"]
 
     served = load_served(folder)
-    direct = load_engine(tiny_checkpoint, root / "task-001" / "v1", EngineConfig(), tmp_path / "engines")
+    direct = load_engine(tiny_checkpoint, root / "task-001" / "v1", EngineConfig(engine="ctranslate2"), tmp_path / "engines")
     assert served.engine.generate(prompts, 12).texts == direct.generate(prompts, 12).texts
     assert served.rule == InputRule.from_dict(manifest["input"])
 
-    again = export_task("task-001", "tiny", tiny_checkpoint, root, serving, EngineConfig(), tmp_path / "engines", EVALUATION)
+    again = export_task("task-001", "tiny", tiny_checkpoint, root, serving, EngineConfig(engine="ctranslate2"), tmp_path / "engines", EVALUATION)
     assert again["exported_at"] == manifest["exported_at"]  # the same adapter for the same engine: left as it was
     (folder / "adapter" / "adapter_config.json").write_text("{}")
     with pytest.raises(ValueError, match="adapter/adapter_config.json differ from what was exported"):
