@@ -4,7 +4,7 @@
 import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, ResourceParam, asset
 
-from pipeline.router import agreement, held_out_split, train_router
+from pipeline.router import agreement, held_out_split, tradeoff, train_router
 from pipeline.settings import Settings
 
 
@@ -19,8 +19,8 @@ def task_router(
     records, task_ids = calls.to_dict("records"), calls["task_id"].tolist()
     held = held_out_split(task_ids)
     trained = train_router([r for r, h in zip(records, held) if not h], [t for t, h in zip(task_ids, held) if not h])
-    checked = agreement(trained, [r for r, h in zip(records, held) if h], [t for t, h in zip(task_ids, held) if h],
-                        settings.serve.min_confidence)
+    held_calls, held_tasks = [r for r, h in zip(records, held) if h], [t for t, h in zip(task_ids, held) if h]
+    checked = agreement(trained, held_calls, held_tasks, settings.serve.min_confidence)
     path = train_router(records, task_ids).save(settings.serving_dir)
     context.log.info(f"router: {checked.agreement:.1%} agreement with step 3 on the {checked.routed_share:.0%} of "
                      f"held-out calls it routed; written to {path}")
@@ -30,4 +30,5 @@ def task_router(
         "held_out_calls": int(held.sum()),
         "path": MetadataValue.path(str(path)),
         "per_task": MetadataValue.md(checked.table.to_markdown(index=False)),
+        "by_min_confidence": MetadataValue.md(tradeoff(trained, held_calls, held_tasks).to_markdown(index=False)),
     })

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from demo.llm import DemoLLM, background_server  # noqa: E402
 from demo.logs import write_demo_logs  # noqa: E402
@@ -48,7 +49,7 @@ from gateway.app import Gateway, create_app  # noqa: E402
 from pipeline.collect import LogFolder  # noqa: E402
 from pipeline.formats import canonical_request  # noqa: E402
 from pipeline.modes import TaskServing, write_modes  # noqa: E402
-from pipeline.router import agreement, held_out_split, train_router  # noqa: E402
+from pipeline.router import agreement, held_out_split, tradeoff, train_router  # noqa: E402
 from pipeline.settings import ServeConfig, Settings  # noqa: E402
 from pipeline.tasks import find_tasks, signature_embeddings, task_signature  # noqa: E402
 
@@ -63,15 +64,18 @@ def step3(folder: Path, cache: Path):
     return calls, found
 
 
-def router_agreement(name: str, calls, found, min_confidence: float) -> None:
+def router_agreement(name: str, calls, found, min_confidence: float):
+    """Prints the router's row of the table; returns its trade-off between share routed and agreement."""
     records, task_ids = calls.to_dict("records"), found.task_clusters["task_id"].tolist()
     held = held_out_split(task_ids)
     started = time.perf_counter()
     router = train_router([r for r, h in zip(records, held) if not h], [t for t, h in zip(task_ids, held) if not h])
     seconds = time.perf_counter() - started
-    checked = agreement(router, [r for r, h in zip(records, held) if h], [t for t, h in zip(task_ids, held) if h], min_confidence)
+    held_calls, held_tasks = [r for r, h in zip(records, held) if h], [t for t, h in zip(task_ids, held) if h]
+    checked = agreement(router, held_calls, held_tasks, min_confidence)
     print(f"| {name} | {len(calls):,} calls, {len(found.tasks)} tasks | {int(held.sum())} | {checked.routed_share:.0%} | "
           f"{checked.agreement:.1%} | {seconds:.1f} s |")
+    return tradeoff(router, held_calls, held_tasks).assign(logs=name)
 
 
 def request_of(call: dict, i: int) -> dict:
@@ -181,11 +185,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     write_demo_logs(work / "demo")
     calls, found = step3(work / "demo", work / "cache")
-    router_agreement("demo", calls, found, min_confidence)
+    tradeoffs = [router_agreement("demo", calls, found, min_confidence)]
     if args.long:
         write_long_logs(work / "long", args.long)
         long_calls, long_found = step3(work / "long", work / "cache")
-        router_agreement("long airline conversations", long_calls, long_found, min_confidence)
+        tradeoffs.append(router_agreement("long airline conversations", long_calls, long_found, min_confidence))
+    print("\nBy `serve.min_confidence`, the share of held-out calls routed and the share of those agreeing:\n")
+    print(pd.concat(tradeoffs).to_markdown(index=False))
 
     router = train_router(calls.to_dict("records"), found.task_clusters["task_id"].tolist())
     router.save(settings.serving_dir)

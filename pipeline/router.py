@@ -5,8 +5,10 @@ yet. So the router is a classifier trained on step 3's labels (`task_clusters`' 
 what a request carries, the request signature:
 
 - the tools offered, the system prompt and the last user or tool message (as step 3's signature has them), and
-- where the conversation stands: the role of the last message, and the tool the assistant called last, since the
-  same question needs a tool call first and an answer once the tool's result is in.
+- where the conversation stands, since in one agent's logs the same request text is followed by different jobs and
+  what decides between them is the state: the assistant's last words (the question it asked the customer), the tools
+  called so far and the last two in order, the roles of the last three messages, how many turns the customer has
+  taken, and the fields of the last tool result.
 
 Each part's words (a word holding a digit is one token, `<v>`: dates and ids say nothing of the task) are hashed into
 one sparse vector (scikit-learn's `HashingVectorizer`: no vocabulary, so the artifact holds no word of any call), and
@@ -39,6 +41,8 @@ ROUTER_FILE = "router.joblib"
 N_FEATURES = 2**16  # the model holds a weight per feature and task: 0.5 MB a task
 MARGIN = 0.8  # a live call may be this much less like its task than the least typical call the task was learnt from
 HELD_OUT_EVERY = 5  # every fifth call of each task is held out to measure agreement, the rest trains
+MAX_TURNS = 8  # the customer's turns are counted up to this; later turns look alike
+_TEXT_PARTS = ("system", "message", "said")  # read as words and word pairs; the other parts are names, one per word
 _WORD = re.compile(r"[a-z_]+|\S*\d\S*|[^\sa-z_\d]")
 _HASHER = HashingVectorizer(n_features=N_FEATURES, analyzer=lambda tokens: tokens, alternate_sign=False, norm="l2")
 
@@ -49,15 +53,33 @@ def request_parts(call: dict) -> dict[str, str]:
     system = next((m["content"] for m in messages if m["role"] == "system" and m.get("content")), "")
     last = next((m["content"] for m in reversed(messages) if m["role"] in ("user", "tool") and m.get("content")), "")
     conversation = [m for m in messages if m["role"] != "system"]
-    called = next((c["function"]["name"] for m in reversed(conversation) for c in reversed(m.get("tool_calls") or [])), "")
+    said = next((m["content"] for m in reversed(conversation) if m["role"] == "assistant" and m.get("content")), "")
+    called = [c["function"]["name"] for m in conversation for c in m.get("tool_calls") or []]
     tools = sorted(t["function"]["name"] or "" for t in json.loads(call["tools"] or "[]"))
     return {
         "tools": " ".join(tools) or "none",
         "system": system[:PART_CHARS],
         "message": last[:PART_CHARS],
+        "said": said[:PART_CHARS],
         "last": conversation[-1]["role"] if conversation else "none",
-        "called": called or "none",
+        "called": called[-1] if called else "none",
+        "history": " ".join(sorted(set(called))) or "none",
+        "recent": ">".join(called[-2:]) or "none",
+        "roles": ">".join(m["role"] for m in conversation[-3:]) or "none",
+        "turns": str(min(sum(m["role"] == "user" for m in conversation), MAX_TURNS)),
+        "result": " ".join(_result_fields(conversation[-1])) if conversation else "none",
     }
+
+
+def _result_fields(message: dict) -> list[str]:
+    """The top-level fields of a tool result given as a JSON object: they say which tool answered and what it found."""
+    if message["role"] != "tool":
+        return ["none"]
+    try:
+        result = json.loads(message.get("content") or "")
+    except json.JSONDecodeError:
+        return ["text"]
+    return sorted(result) if isinstance(result, dict) else [type(result).__name__]
 
 
 def request_tokens(call: dict) -> list[str]:
@@ -65,7 +87,7 @@ def request_tokens(call: dict) -> list[str]:
     message are different features."""
     tokens = []
     for part, text in request_parts(call).items():
-        if part in ("tools", "last", "called"):
+        if part not in _TEXT_PARTS:
             tokens += [f"{part}:{word}" for word in text.split()]
             continue
         words = ["<v>" if any(c.isdigit() for c in w) else w for w in _WORD.findall(text.lower())]
@@ -140,7 +162,7 @@ def train_router(calls: Sequence[dict], task_ids: Sequence[str]) -> Router:
     labels = labels.where(labels.map(labels.value_counts()) >= 2, NOISE).to_numpy()
     vectors = features(calls)
     classes = sorted(set(labels))
-    model = LogisticRegression(C=20.0, max_iter=2000).fit(vectors, labels) if len(classes) > 1 else None
+    model = LogisticRegression(C=50.0, max_iter=3000).fit(vectors, labels) if len(classes) > 1 else None
     if model is not None:
         classes = list(model.classes_)
     centroids = normalize(sparse.vstack([sparse.csr_matrix(vectors[labels == c].mean(axis=0)) for c in classes]))
@@ -175,3 +197,14 @@ def agreement(router: Router, calls: Sequence[dict], task_ids: Sequence[str], mi
     tasked = table[table["task_id"] != NOISE]
     routed = int(tasked["routed"].sum())
     return Agreement(table, routed / max(int(tasked["held_out"].sum()), 1), int(tasked["agreeing"].sum()) / max(routed, 1))
+
+
+def tradeoff(router: Router, calls: Sequence[dict], task_ids: Sequence[str],
+             thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9)) -> pd.DataFrame:
+    """The share routed and the agreement with step 3 at each `min_confidence`: what a lower bar gains and costs."""
+    rows = []
+    for threshold in thresholds:
+        checked = agreement(router, calls, task_ids, threshold)
+        rows.append({"min_confidence": threshold, "routed": f"{checked.routed_share:.0%}",
+                     "agreeing": f"{checked.agreement:.1%}"})
+    return pd.DataFrame(rows)

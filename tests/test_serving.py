@@ -68,6 +68,26 @@ def test_a_call_unlike_any_task_is_unknown(demo):
     assert route.task_id is None
 
 
+def test_the_same_customer_reply_is_routed_by_what_the_assistant_asked():
+    """In one agent's logs a bare "yes" is followed by a cancellation or a booking: the question before it decides."""
+    def call(question: str, answer: str) -> dict:
+        return {"messages": json.dumps([{"role": "system", "content": "You are an airline agent."},
+                                        {"role": "user", "content": f"I need help with reservation {answer}."},
+                                        {"role": "assistant", "content": question},
+                                        {"role": "user", "content": "yes"}]), "tools": "[]"}
+
+    asked = {"task-cancel": "Shall I cancel reservation {} now?", "task-book": "Shall I book flight {} for you?"}
+    calls, task_ids = [], []
+    for task, question in asked.items():
+        for n in range(12):
+            calls.append(call(question.format(f"R{n:04d}"), f"R{n:04d}"))
+            task_ids.append(task)
+
+    router = train_router(calls, task_ids)
+    routes = router.assign([call(asked["task-cancel"].format("Q7"), "Q7"), call(asked["task-book"].format("Q7"), "Q7")],
+                           0.8)
+    assert [r.task_id for r in routes] == ["task-cancel", "task-book"]
+
 def test_calls_served_through_the_gateway_come_back_through_step_1_into_their_task(demo, tmp_path):
     """The flywheel's round trip: the agent's calls go through the gateway (the LLM answering), step 1 collects the
     gateway's log, and step 3, run again over old and new calls, puts each one where the router sent it."""
