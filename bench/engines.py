@@ -13,14 +13,17 @@ The workloads, all greedy:
   through the task's newest adapter's input rule and answered by that adapter, bounded as step 6 bounds it (the
   task's p95 reply length, `pick.max_new_tokens`); each task's prompts go to the engine at once;
 - single: one request at a time, --requests of the ticket-routing task's held-out calls as logged (about 300 prompt
-  tokens, its adapter's tool call as the reply), at most 30 new tokens: the gateway's case;
+  tokens, its adapter's tool call as the reply), at most 30 new tokens, under the tool call's schema where the
+  engine takes one (transformers, CTranslate2), as the gateway asks: the gateway's case;
 - Gemma-3-270M: an adapter trained here for --gemma-task (the demo picks SmolLM2 for every task), its held-out
   sample batched, so each engine shows whether it serves the second candidate.
 
 Each engine runs in its own process, so its peak memory (VmHWM, the model included) is its own. Load is the median
 time to make a task's engine ready once its model is converted (conversion, once per task, is timed apart).
-Agreement is the share of replies identical to the current path's (transformers, the adapter merged, bf16 where
-the CPU has it), and the difference of the mean held-out score over the same replies.
+Agreement is the share of replies identical to the reference's (transformers, the adapter merged, bf16 where the
+CPU has it, one token per step), and the difference of the mean held-out score over the same replies.
+`transformers+lookup` is the default engine as the pipeline and the gateway run it: the same, with a prompt answered
+alone drafting tokens from its own text (`engine.prompt_lookup`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import numpy as np  # noqa: E402
 
 from finetune.adapters import input_rule, train_task_adapter, versions  # noqa: E402
 from finetune.candidates import load_candidates  # noqa: E402
+from finetune.constrained import reply_schema  # noqa: E402
 from finetune.engines import ADAPTER_WEIGHTS, CTranslate2Engine, TransformersEngine, ctranslate2_model  # noqa: E402
 from finetune.evaluate import held_out_sample  # noqa: E402
 from finetune.generate import Generated  # noqa: E402
@@ -55,7 +59,7 @@ from finetune.prompts import adapter_examples, prompt_text, reply_kind, target_t
 from pipeline.context import InputRule  # noqa: E402
 from pipeline.metrics import score_replies  # noqa: E402
 from pipeline.pick import split_by_time  # noqa: E402
-from pipeline.settings import Settings  # noqa: E402
+from pipeline.settings import EngineConfig, Settings  # noqa: E402
 from pipeline.warehouse import open_warehouse  # noqa: E402
 
 BASELINE = "transformers"
@@ -93,6 +97,7 @@ def workloads(home: Path, requests: int, gemma_task: str, gemma_steps: int, only
             held_out = split_by_time(calls, settings.pick.held_out_share)[1].to_dict("records")[:requests]
             logged = [prompt_text(tokenizer, InputRule(context=rule.context).prepare(c)) for c in held_out]
             single = {"task_id": task_id, "adapter": tasks[-1]["adapter"], "prompts": logged,
+                      "schemas": [reply_schema(c, "tool") for c in held_out],
                       "prompt_tokens": statistics.median(token_count(tokenizer, p) for p in logged)}
     if not tasks:
         raise SystemExit(f"no adapters under {settings.adapters_dir}: run the demo's steps 1-5 first (make demo)")
@@ -267,6 +272,8 @@ def _onnx_model(checkpoint: Path, adapter: Path | None, work: Path) -> Path:
 def make_engine(name: str, checkpoint: Path, adapter: Path | None, work: Path, threads: int):
     if name == BASELINE:
         return TransformersEngine(checkpoint, adapter)
+    if name == "transformers+lookup":
+        return TransformersEngine(checkpoint, adapter, EngineConfig().prompt_lookup)
     if name == "ctranslate2":
         return CTranslate2Engine(ctranslate2_model(checkpoint, adapter, "int8", work / "engines"), threads)
     if name == "ctranslate2-float32":  # what int8 costs: CTranslate2 has no bf16 on a CPU
@@ -278,7 +285,7 @@ def make_engine(name: str, checkpoint: Path, adapter: Path | None, work: Path, t
     raise ValueError(name)
 
 
-ENGINES = [BASELINE, "ctranslate2", "ctranslate2-float32", "llama.cpp", "onnxruntime-genai"]
+ENGINES = [BASELINE, "transformers+lookup", "ctranslate2", "ctranslate2-float32", "llama.cpp", "onnxruntime-genai"]
 
 
 # --- one engine's run, in its own process ---------------------------------------------------------------------
@@ -304,12 +311,14 @@ def measure(name: str, work: dict, folder: Path, threads: int) -> dict:
         result["tasks"][task["task_id"]] = {"texts": generated.texts, "seconds": generated.seconds, "tokens": generated.new_tokens}
         print(f"  {name} {task['task_id']}: {generated.new_tokens} tokens in {generated.seconds:.1f} s", flush=True)
         if work["single"] and task["task_id"] == work["single"]["task_id"]:
-            latencies, tokens = [], []
-            for prompt in work["single"]["prompts"]:
-                one = engine.generate([prompt], SINGLE_MAX_NEW_TOKENS)
+            latencies, tokens, texts = [], [], []
+            for prompt, schema in zip(work["single"]["prompts"], work["single"]["schemas"]):
+                constrained = isinstance(engine, (TransformersEngine, CTranslate2Engine))  # the others take no schema
+                one = engine.generate([prompt], SINGLE_MAX_NEW_TOKENS, *([[schema]] if constrained else []))
                 latencies.append(one.seconds)
                 tokens.append(one.new_tokens)
-            result["single"] = {"latencies": latencies, "tokens": tokens}
+                texts += one.texts
+            result["single"] = {"latencies": latencies, "tokens": tokens, "texts": texts}
         del engine
     if work["gemma"]:
         result["gemma"] = measure_gemma(name, work["gemma"], folder, threads)
@@ -367,6 +376,8 @@ def summarize(work: dict, results: dict) -> list[dict]:
             "single p90 ms": float(np.percentile(single["latencies"], 90)) * 1000 if single else float("nan"),
             "single vs transformers": base_single / statistics.median(single["latencies"]) if single else float("nan"),
             "single tokens": statistics.median(single["tokens"]) if single else float("nan"),
+            "single identical": float(np.mean([x == y for x, y in zip(single["texts"], base["single"]["texts"])]))
+            if single and "single" in base else float("nan"),
             "identical replies": float(np.mean([a == b for a, b in pairs])),
             "score - transformers": mean_score(run["tasks"]) - base_score,
             "load s (median)": statistics.median(run["load_s"]),

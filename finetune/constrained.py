@@ -70,27 +70,41 @@ def conforms(text: str, schema: dict | None) -> bool:
 
 class SchemaConstraint(LogitsProcessor):
     """Masks, row by row, every token that would leave the row's schema; a row without a schema is left free.
-    Made for one `generate` call on one batch: `prompt_length` is where the replies start."""
+    Made for one `generate` call on one batch: `prompt_length` is where the replies start.
+
+    Each call brings each row's reply as it stands, which need not be the last one's plus a token: assisted decoding
+    (`prompt_lookup_num_tokens`) asks about drafted tokens, then takes back the ones the model did not confirm. Each
+    row's matcher is rolled back to what the two replies share, then fed what is new."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, schemas: list[dict | None], prompt_length: int):
         guide = _guidance_tokenizer(tokenizer)
         self.matchers = [_matcher(guide, schema) for schema in schemas]
+        self.consumed: list[list[int]] = [[] for _ in schemas]  # the reply tokens each matcher has been fed
         self.bitmask = llguidance.torch.allocate_token_bitmask(len(schemas), guide.vocab_size)
         self.prompt_length = prompt_length
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if input_ids.shape[1] > self.prompt_length:
-            for matcher, token in zip(self.matchers, input_ids[:, -1].tolist()):
-                if matcher is not None and not matcher.is_stopped():
-                    matcher.consume_token(token)
         rows = [i for i, matcher in enumerate(self.matchers) if matcher is not None]
         for i in rows:
+            self._follow(i, input_ids[i, self.prompt_length:].tolist())
             llguidance.torch.fill_next_token_bitmask(self.matchers[i], self.bitmask, i)
         if rows:
             masked = scores[rows].contiguous()
             llguidance.torch.apply_token_bitmask_inplace(masked, self.bitmask[rows])
             scores[rows] = masked
         return scores
+
+    def _follow(self, row: int, reply: list[int]) -> None:
+        matcher, consumed = self.matchers[row], self.consumed[row]
+        shared = next((n for n, (a, b) in enumerate(zip(consumed, reply)) if a != b), min(len(consumed), len(reply)))
+        if shared < len(consumed):
+            matcher.rollback(len(consumed) - shared)
+            del consumed[shared:]
+        for token in reply[shared:]:
+            # the end-of-turn token and the padding after it are not the grammar's
+            if matcher.is_stopped() or not matcher.consume_token(token):
+                break
+            consumed.append(token)
 
 
 @cache

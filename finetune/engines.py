@@ -79,8 +79,9 @@ def load_engine(checkpoint: Path, adapter: Path | None, config: EngineConfig, ca
     engine serves it: transformers where CTranslate2 cannot."""
     folder = converted_model(checkpoint, adapter, config, cache)
     if folder is None:
-        return TransformersEngine(checkpoint, adapter)
-    return CTranslate2Engine(folder, config.threads, reference=lambda: TransformersEngine(checkpoint, adapter))
+        return TransformersEngine(checkpoint, adapter, config.prompt_lookup)
+    return CTranslate2Engine(folder, config.threads,
+                             reference=lambda: TransformersEngine(checkpoint, adapter, config.prompt_lookup))
 
 
 def converted_model(checkpoint: Path, adapter: Path | None, config: EngineConfig, cache: Path) -> Path | None:
@@ -103,12 +104,13 @@ class TransformersEngine:
 
     name = "transformers"
 
-    def __init__(self, checkpoint: Path, adapter: Path | None = None):
+    def __init__(self, checkpoint: Path, adapter: Path | None = None, prompt_lookup: int = 0):
         self.model = load_for_inference(checkpoint, adapter)
         self.tokenizer = load_tokenizer(checkpoint)
+        self.prompt_lookup = prompt_lookup  # draft tokens per step for a prompt answered alone (`generate`)
 
     def generate(self, prompts: list[str], max_new_tokens: int, schemas: list[dict | None] | None = None) -> Generated:
-        return generate(self.model, self.tokenizer, prompts, max_new_tokens, schemas=schemas)
+        return generate(self.model, self.tokenizer, prompts, max_new_tokens, schemas=schemas, prompt_lookup=self.prompt_lookup)
 
 
 class CTranslate2Engine:

@@ -126,5 +126,5 @@ def load_served(folder: Path, threads: int = 0) -> Served:
     if manifest["engine"] == "ctranslate2":
         engine = CTranslate2Engine(folder / "model", threads)
     else:
-        engine = TransformersEngine(Path(manifest["base_checkpoint"]), folder / "adapter")
+        engine = TransformersEngine(Path(manifest["base_checkpoint"]), folder / "adapter", EngineConfig().prompt_lookup)
     return Served(engine, InputRule.from_dict(manifest["input"]), manifest)

@@ -35,11 +35,16 @@ class Generated:
 def generate(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int,
     batch_size: int = BATCH_SIZE, batch_tokens: int = BATCH_TOKENS, max_time: float | None = None,
-    schemas: list[dict | None] | None = None,
+    schemas: list[dict | None] | None = None, prompt_lookup: int = 0,
 ) -> Generated:
     """Replies in the order of `prompts`; prompts of similar length share a batch, so little of it is padding.
     `max_time` (seconds) cuts a batch's generation short, as the gateway's latency budget does. A prompt with a JSON
-    schema in `schemas` is answered under it (`finetune.constrained`)."""
+    schema in `schemas` is answered under it (`finetune.constrained`).
+
+    A prompt answered alone (the gateway's one request, or one too long to share a batch) drafts up to
+    `prompt_lookup` tokens at a time from its own text where its last tokens occur there before (transformers' prompt
+    lookup decoding), and the model checks the draft in one step: a tool call copies ids, names and keys from the
+    conversation, so a step can bring several tokens. The model still chooses every token greedily."""
     tokenizer.padding_side = "left"
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids]
     texts: dict[int, str] = {}
@@ -50,8 +55,9 @@ def generate(
         constraint = [schemas[i] for i in batch] if schemas else []
         processors = LogitsProcessorList(
             [SchemaConstraint(tokenizer, constraint, inputs["input_ids"].shape[1])] if any(constraint) else [])
+        lookup = prompt_lookup if len(batch) == 1 and prompt_lookup else None  # transformers drafts for one row only
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                                max_time=max_time, logits_processor=processors)
+                                max_time=max_time, logits_processor=processors, prompt_lookup_num_tokens=lookup)
         replies = output[:, inputs["input_ids"].shape[1]:]
         new_tokens += int((replies != tokenizer.pad_token_id).sum())
         for i, reply in zip(batch, replies):

@@ -209,6 +209,9 @@ class EngineConfig:
     engine: str = "transformers"
     compute_type: str = "int8"  # CTranslate2's weights on a CPU: int8, int16 or float32 (Gemma-3 is closer to bf16 in float32)
     threads: int = 0  # CPU threads per generation; 0: the engine's default
+    # transformers: a prompt answered alone drafts this many tokens at a time from its own text, checked by the model
+    # in one step (prompt lookup decoding; the replies stay the model's greedy ones); 0: one token a step
+    prompt_lookup: int = 10
 
 
 @dataclass(frozen=True)

@@ -37,3 +37,16 @@ def test_every_engine_answers_a_tool_call_under_its_schema_where_the_model_alone
         bound = engine.generate(prompts, 48, schemas).texts
         assert not all(conforms(text, schema) for text, schema in zip(free, schemas))  # a tiny untrained model
         assert all(conforms(text, schema) for text, schema in zip(bound, schemas)), (config.engine, bound)
+
+
+def test_a_reply_drafted_from_the_prompt_is_the_one_decoded_token_by_token_and_follows_its_schema(tiny_checkpoint, tmp_path):
+    # prompt lookup drafts tokens the schema must be asked about, then takes back the ones the model did not confirm:
+    # the constraint follows the reply back and forth
+    calls = [lookup(f"user_{i}") for i in range(4)]
+    stepwise = load_engine(tiny_checkpoint, None, EngineConfig(prompt_lookup=0), tmp_path / "engines")
+    drafted = load_engine(tiny_checkpoint, None, EngineConfig(prompt_lookup=10), tmp_path / "engines")
+    for call in calls:
+        prompt, schema = prompt_text(stepwise.tokenizer, call), reply_schema(call, "tool")
+        expected = stepwise.generate([prompt], 48, [schema]).texts[0]
+        assert drafted.generate([prompt], 48, [schema]).texts[0] == expected
+        assert conforms(expected, schema)
