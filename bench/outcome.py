@@ -145,6 +145,18 @@ def outcome(task_id: str, title: str, calls: pd.DataFrame, embed, home: Path, se
             "decision": decision.reason, "kind": evaluation.kind}
 
 
+def outcomes(prefix: str, tasks: list[tuple[str, pd.DataFrame]], embed, home: Path, settings: Settings) -> list[dict]:
+    """`outcome` of each task in turn, each printed as it ends: a long workload's first results come in minutes."""
+    rows = []
+    for i, (title, calls) in enumerate(tasks):
+        rows.append(outcome(f"{prefix}-{i}", title, calls, embed, home, settings))
+        times = "/".join(f"{rows[-1].get(step, 0):.0f}" for step in ("pick_s", "train_s", "evaluate_s"))
+        scores = ", ".join(f"{variant} {rows[-1][variant]}" for variant in ("zero_shot", "few_shot", "adapter") if variant in rows[-1])
+        print(f"[{i + 1}/{len(tasks)}] {title} ({len(calls)} calls): {scores or rows[-1]['decision']}; "
+              f"{'replaceable' if rows[-1].get('replaceable') else 'stays'}; steps 4/5/6 {times} s", flush=True)
+    return rows
+
+
 def report(name: str, rows: list[dict], total_calls: int, ceiling: float | None = None) -> None:
     table = pd.DataFrame(rows)
     print(f"\n== {name}")
@@ -185,14 +197,15 @@ def main() -> None:
             else:
                 tasks = bfcl_tasks(args.tasks)
                 small = replace(settings, pick=replace(settings.pick, min_calls=20))  # the sets hold 23 to 29 prompts
-                rows = [outcome(f"bfcl-{i}", title, calls, embed, home, small) for i, (title, calls) in enumerate(tasks)]
+                rows = outcomes("bfcl", tasks, embed, home, small)
                 report("BFCL live function sets", rows, sum(len(c) for _, c in tasks))
         if "long" in workloads:
             logs = Path(temp) / "long"
             write_long_logs(logs, args.conversations)
             calls = clean(logs, scrub=True)
             tasks, ceiling = grouped_tasks(calls, embed, settings.pick.min_calls, args.tasks)
-            rows = [outcome(f"long-{i}", title, task_calls, embed, home, settings) for i, (title, task_calls) in enumerate(tasks)]
+            print(f"long demo: {len(calls)} calls, {len(tasks)} tasks to run; step 3's ceiling {ceiling:.0%}", flush=True)
+            rows = outcomes("long", tasks, embed, home, settings)
             report(f"long demo, {args.conversations} conversations", rows, len(calls), ceiling)
         if "toolbench" in workloads:
             if not toolbench_logs(Path(temp) / "toolbench"):
@@ -200,8 +213,7 @@ def main() -> None:
             else:
                 calls = clean(Path(temp) / "toolbench", scrub=True)
                 tasks, ceiling = grouped_tasks(calls, embed, settings.pick.min_calls, args.tasks)
-                rows = [outcome(f"toolbench-{i}", title, task_calls, embed, home, settings)
-                        for i, (title, task_calls) in enumerate(tasks)]
+                rows = outcomes("toolbench", tasks, embed, home, settings)
                 report("ToolBench trajectories", rows, len(calls), ceiling)
 
 
