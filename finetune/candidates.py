@@ -36,6 +36,7 @@ class Candidate:
     tool_calling: bool
     serving_usd_per_1m_tokens: float
     template: str = ""  # a key of TEMPLATES, for a model without a chat template
+    instruction_tuned: bool = False  # trained to follow chat instructions: step 4 prefers it (pipeline.pick.choose)
 
 
 def load_candidates(extra: Path | None = None) -> list[Candidate]:

@@ -64,6 +64,7 @@ def pick_candidate(
     pinned = config.pins.get(task_id, "")
     rows: dict[str, dict] = {}
     engines: dict[str, Engine] = {}  # each candidate scored, loaded once for its scores and the window
+    per_call: dict[str, list[float]] = {}  # each candidate's scores on the sample, of its better variant
     best = None  # (value, parameters, name) of the best candidate scored so far
     # The candidate that could rank first is tried first; one that could not beat the best so far even with a
     # perfect score is neither profiled nor scored (on the demo that spares Gemma-3-270M on every task).
@@ -94,6 +95,7 @@ def pick_candidate(
         fitted = [config.context().apply(c) for c in sample_calls]
         zero = score_model(engine, fitted, kind, budget, embed)
         few = score_model(engine, fitted, kind, budget, embed, examples)
+        per_call[candidate.name] = list(max(zero, few, key=lambda scored: scored.mean).scores["score"])
         rows[candidate.name] = _row(task_id, candidate, task, full_p50, eligible=True, zero_shot=zero.mean, few_shot=few.mean,
                                     calls_scored=len(sample_calls), tokens_per_second=few.tokens_per_second)
         reached = float(value(max(zero.mean, few.mean), candidate.serving_usd_per_1m_tokens, config.policy))
@@ -101,17 +103,19 @@ def pick_candidate(
             best = (reached, candidate.parameters, candidate.name)
     table = _frame([rows[c.name] for c in candidates])
     scored = table[table["calls_scored"] > 0]
-    chosen = choose(
+    tuned = {c.name: c.instruction_tuned for c in candidates}
+    chosen, reason = choose(
         pd.DataFrame({
             "candidate": scored["candidate"],
             "score": scored[["zero_shot", "few_shot"]].max(axis=1),
             "cost": scored["serving_usd_per_1m_tokens"],
             "parameters": scored["parameters"],
+            "instruction_tuned": scored["candidate"].map(tuned).astype(bool),
         }),
         config.policy,
         pinned,
+        per_call,
     )
-    reason = ("pinned by configuration" if pinned else f"best by {config.policy} of {len(scored)} scored") if chosen else "no candidate can serve the task"
     row = table["candidate"] == chosen
     if chosen and table.loc[row, "eligible"].any():
         candidate = next(c for c in candidates if c.name == chosen)

@@ -8,11 +8,13 @@ appears on both sides where it has at least two calls.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from pipeline.metrics import bootstrap_ci
 from pipeline.tasks import reply_type
 
 POLICIES = ("score_per_cost", "best_score")
@@ -78,13 +80,36 @@ def could_win(cost: float, parameters: int, best_value: float, best_parameters: 
     return bound > round(best_value, 9) or (bound == round(best_value, 9) and parameters < best_parameters)
 
 
-def choose(scores: pd.DataFrame, policy: str = "score_per_cost", pinned: str = "") -> str:
-    """The candidate to fine-tune, from one row per scored candidate with `candidate`, `score`, `cost` and
-    `parameters`. Ties go to the smaller model."""
+def choose(scores: pd.DataFrame, policy: str = "score_per_cost", pinned: str = "",
+           per_call: Mapping[str, Sequence[float]] | None = None) -> tuple[str, str]:
+    """(the candidate to fine-tune, why), from one row per scored candidate with `candidate`, `score`, `cost`,
+    `parameters` and `instruction_tuned`. Ties go to the smaller model.
+
+    A model that is not instruction-tuned ranks first over one that is only where its scores on the same sampled
+    calls (`per_call`, each candidate's, in the same order) are higher beyond chance (`outscores`). A chat or tool
+    reply is what instruction tuning teaches, and a few scored calls are noise: on a real agent's task a base model
+    chosen on 4 calls gave an adapter that scored 0.00, where the instruction-tuned one's few-shot had scored 0.30."""
     if pinned:
-        return pinned
+        return pinned, "pinned by configuration"
     ranked = scores.assign(value=value(scores["score"], scores["cost"], policy).round(9))
     if ranked.empty:
-        return ""
+        return "", "no candidate can serve the task"
     ranked = ranked.sort_values(["value", "parameters"], ascending=[False, True])
-    return str(ranked["candidate"].iloc[0])
+    first = ranked.iloc[0]
+    reason = f"best by {policy} of {len(ranked)} scored"
+    tuned = ranked[ranked["instruction_tuned"].astype(bool)]
+    if first["instruction_tuned"] or tuned.empty or per_call is None:
+        return str(first["candidate"]), reason
+    kept = tuned.iloc[0]
+    challenger, incumbent = per_call[first["candidate"]], per_call[kept["candidate"]]
+    if outscores(challenger, incumbent):
+        return str(first["candidate"]), f"{reason}; beats instruction-tuned {kept['candidate']} beyond chance"
+    low, high = bootstrap_ci(np.subtract(challenger, incumbent))
+    return str(kept["candidate"]), (f"instruction-tuned, kept over {first['candidate']}: its lead on {len(challenger)} "
+                                    f"calls is within chance ({low:+.2f} to {high:+.2f})")
+
+
+def outscores(challenger: Sequence[float], incumbent: Sequence[float]) -> bool:
+    """Whether `challenger`'s scores beat `incumbent`'s on the same calls beyond chance: the 95% interval of the mean
+    difference lies above zero."""
+    return bootstrap_ci(np.subtract(challenger, incumbent))[0] > 0

@@ -107,13 +107,26 @@ def test_a_candidate_that_cannot_fit_the_task_says_why():
 
 
 def test_choice_is_best_score_per_cost_then_the_smaller_model_and_a_pin_wins():
-    scores = pd.DataFrame({"candidate": ["small", "big"], "score": [0.5, 0.8], "cost": [0.02, 0.04], "parameters": [1, 2]})
-    assert choose(scores) == "small"  # 25 per dollar against 20
-    assert choose(scores, policy="best_score") == "big"
-    assert choose(scores.assign(score=[0.0, 0.0])) == "small"
-    assert choose(scores, pinned="big") == "big"
+    scores = pd.DataFrame({"candidate": ["small", "big"], "score": [0.5, 0.8], "cost": [0.02, 0.04], "parameters": [1, 2],
+                           "instruction_tuned": [True, True]})
+    assert choose(scores)[0] == "small"  # 25 per dollar against 20
+    assert choose(scores, policy="best_score")[0] == "big"
+    assert choose(scores.assign(score=[0.0, 0.0]))[0] == "small"
+    assert choose(scores, pinned="big") == ("big", "pinned by configuration")
     with pytest.raises(ValueError, match="policy"):
         choose(scores, policy="cheapest")
+
+
+def test_a_base_model_is_chosen_over_an_instruction_tuned_one_only_on_evidence_beyond_chance():
+    scores = pd.DataFrame({"candidate": ["instruct", "base"], "score": [0.25, 0.5], "cost": [0.02, 0.02],
+                           "parameters": [1, 2], "instruction_tuned": [True, False]})
+    # four calls, the base model ahead on one: ranked first, not chosen
+    chosen, reason = choose(scores, per_call={"instruct": [0.0, 0.0, 0.5, 0.5], "base": [1.0, 0.0, 0.5, 0.5]})
+    assert chosen == "instruct" and "within chance" in reason
+    # ahead on every one of six calls: chosen
+    chosen, reason = choose(scores, per_call={"instruct": [0.2] * 6, "base": [0.4, 0.5, 0.6, 0.4, 0.5, 0.6]})
+    assert chosen == "base" and "beyond chance" in reason
+    assert choose(scores)[0] == "base"  # without per-call scores there is nothing to weigh
 
 
 def test_a_candidate_that_could_not_win_with_a_perfect_score_is_not_worth_scoring():
