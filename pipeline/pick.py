@@ -86,7 +86,7 @@ def choose(scores: pd.DataFrame, policy: str = "score_per_cost", pinned: str = "
     `parameters` and `instruction_tuned`. Ties go to the smaller model.
 
     A model that is not instruction-tuned ranks first over one that is only where its scores on the same sampled
-    calls (`per_call`, each candidate's, in the same order) are higher beyond chance (`outscores`). A chat or tool
+    calls (`per_call`, each candidate's, in the same order) are higher beyond chance. A chat or tool
     reply is what instruction tuning teaches, and a few scored calls are noise: on a real agent's task a base model
     chosen on 4 calls gave an adapter that scored 0.00, where the instruction-tuned one's few-shot had scored 0.30."""
     if pinned:
@@ -101,15 +101,9 @@ def choose(scores: pd.DataFrame, policy: str = "score_per_cost", pinned: str = "
     if first["instruction_tuned"] or tuned.empty or per_call is None:
         return str(first["candidate"]), reason
     kept = tuned.iloc[0]
-    challenger, incumbent = per_call[first["candidate"]], per_call[kept["candidate"]]
-    if outscores(challenger, incumbent):
+    # the 95% interval of the mean per-call difference: above zero is a lead beyond chance
+    low, high = bootstrap_ci(np.subtract(per_call[first["candidate"]], per_call[kept["candidate"]]))
+    if low > 0:
         return str(first["candidate"]), f"{reason}; beats instruction-tuned {kept['candidate']} beyond chance"
-    low, high = bootstrap_ci(np.subtract(challenger, incumbent))
-    return str(kept["candidate"]), (f"instruction-tuned, kept over {first['candidate']}: its lead on {len(challenger)} "
-                                    f"calls is within chance ({low:+.2f} to {high:+.2f})")
-
-
-def outscores(challenger: Sequence[float], incumbent: Sequence[float]) -> bool:
-    """Whether `challenger`'s scores beat `incumbent`'s on the same calls beyond chance: the 95% interval of the mean
-    difference lies above zero."""
-    return bootstrap_ci(np.subtract(challenger, incumbent))[0] > 0
+    return str(kept["candidate"]), (f"instruction-tuned, kept over {first['candidate']}: its lead on "
+                                    f"{len(per_call[first['candidate']])} calls is within chance ({low:+.2f} to {high:+.2f})")
