@@ -52,6 +52,8 @@ def pick_asset(tasks: PartitionsDefinition) -> AssetsDefinition:
                 "chosen": picked.chosen or "none",
                 "reason": picked.reason,
                 "engine": picked.engine or "none",
+                "scored on": picked.scored_on or "nothing scored",
+                "seconds": round(picked.seconds),
                 "calls": len(calls),
                 "candidates": MetadataValue.md(shown.to_markdown(index=False, floatfmt=".3f")),
             },

@@ -120,6 +120,9 @@ def outcome(task_id: str, title: str, calls: pd.DataFrame, embed, home: Path, se
     started = time.perf_counter()
     pick = pick_candidate(task_id, calls, embeddings, candidates, home, settings.pick, embed, load)
     row["pick_s"] = time.perf_counter() - started
+    scored = pick.table[pick.table["calls_scored"] > 0]
+    row["picked_from"] = ", ".join(f"{c} {max(z, f):.2f}" for c, z, f in zip(scored["candidate"], scored["zero_shot"], scored["few_shot"]))
+    row["scored_on"] = pick.scored_on
     if not pick.chosen:
         return {**row, "decision": f"skipped: {pick.reason}"}
     chosen = pick.table[pick.table["chosen"]].iloc[0]

@@ -121,7 +121,7 @@ def held_out_scores(checkpoint: Path, task: str, tmp: Path) -> list[dict]:
         out = tmp / f"routing-{name}"
         result = train_adapter(checkpoint, made.examples, out, TrainConfig())
         scored = score_model(TransformersEngine(checkpoint, out), [rule.prepare(c) for c in sample], reply_kind(sample[0]), 64,
-                             embed=None)
+                             embed=None, logged=sample)
         rows.append({"task": task, "input": name, "tokens/example": np.mean(made.tokens), "train calls": len(made.examples),
                      "steps": result.steps, "train s": result.seconds, "s/step": result.seconds / result.steps,
                      "held-out score": scored.mean, "exact args": float(scored.scores["exact_args"].mean())})

@@ -2,10 +2,11 @@
 a task: the base model zero-shot and few-shot beside its adapters, on the same held-out calls.
 
 Generation is bounded by the task's p95 reply length and by `max_new_tokens`, so a model that never stops costs a
-bounded time and scores low rather than hanging the run; a logged reply longer than that bound is judged on as many
-of its first tokens. An adapter reads each call through the `InputRule` stored with it; a call that then does not
+bounded time and scores low rather than hanging the run; a logged text reply longer than that bound is judged on as
+many of its first tokens. An adapter reads each call through the `InputRule` stored with it; a call that then does not
 fit the model's context is counted, not scored, and stays with the LLM. The base model reads the prompt as logged,
-in the same conversation window.
+in the same conversation window, except where logged prompts are long: there it reads what the adapter reads, as
+in step 4, so the few-shot row is the same model on the same input without the fine-tuning.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from finetune.engines import Engine, EngineLoader, TransformersEngine
 from finetune.models import load_tokenizer
 from finetune.prompts import adapter_examples, last_input, prompt_text, reply_kind, target_text, token_count
 from pipeline.context import InputRule, fits
+from pipeline.pruning import NO_PRUNING, learn_pruning
 from pipeline.decision import Decision, decide, promote
 from pipeline.judge import Judge
 from pipeline.metrics import bootstrap_ci, score_replies
@@ -54,12 +56,18 @@ def score_model(
     embed: Callable[[list[str]], np.ndarray],
     examples: Sequence[Sequence[dict]] | None = None,
     judge: Judge | None = None,
+    logged: Sequence[dict] | None = None,
 ) -> Scored:
     """Generate each call's reply (with its few-shot `examples`, if given), a structured one under its schema as the
-    gateway serves it (`finetune.constrained`), and score it against the logged one."""
+    gateway serves it (`finetune.constrained`), and score it against the logged one. Where `calls` were prepared
+    for an adapter, `logged` are the same calls as the agent sent them: the schema allows every tool the agent
+    offered, as in serving, not only the ones a pruned call still names."""
     prompts = [prompt_text(engine.tokenizer, call, examples[i] if examples else ()) for i, call in enumerate(calls)]
-    generated = engine.generate(prompts, max_new_tokens, [reply_schema(call, kind) for call in calls])
-    references = [_first_tokens(engine.tokenizer, target_text(call), max_new_tokens) for call in calls]
+    generated = engine.generate(prompts, max_new_tokens, [reply_schema(call, kind) for call in logged or calls])
+    # a structured reply cut short would not parse: it is judged whole, and a model that cannot finish it in the
+    # budget scores nothing
+    references = [target_text(call) if kind in ("tool", "json") else _first_tokens(engine.tokenizer, target_text(call), max_new_tokens)
+                  for call in calls]
     scores = score_replies(kind, references, generated.texts, embed, judge, [last_input(call) for call in calls])
     return Scored(scores, generated.texts, generated.tokens_per_second, generated.seconds_per_call)
 
@@ -145,15 +153,17 @@ def evaluate_task(
     tokenizer = base.tokenizer
     max_new_tokens = reply_budget(tokenizer, train.to_dict("records"), pick.max_new_tokens)
     challenger, champion = max(versions(adapters_root, task_id), default=None), promoted_version(adapters_root, task_id)
-    window = input_rule(adapters_root, task_id, challenger).context if challenger else pick.context()
-    base_calls = [window.apply(c) for c in sample_calls]
+    base_rule = _base_rule(tokenizer, sample_calls, input_rule(adapters_root, task_id, challenger) if challenger
+                           else InputRule(learn_pruning(train.to_dict("records"), pick.prune_share), pick.context()), pick)
+    base_calls = [base_rule.prepare(c) for c in sample_calls]
     base_tokens = _mean_tokens(tokenizer, base_calls)
     rows = [
-        evaluation_row(task_id, "zero_shot", candidate, 0, score_model(base, base_calls, kind, max_new_tokens, embed, judge=judge),
-                       prompt_tokens=base_tokens, input_rule=InputRule(context=window).describe()),
+        evaluation_row(task_id, "zero_shot", candidate, 0,
+                       score_model(base, base_calls, kind, max_new_tokens, embed, judge=judge, logged=sample_calls),
+                       prompt_tokens=base_tokens, input_rule=base_rule.describe()),
         evaluation_row(task_id, "few_shot", candidate, 0,
-                       score_model(base, base_calls, kind, max_new_tokens, embed, examples, judge),
-                       prompt_tokens=base_tokens, input_rule=InputRule(context=window).describe()),
+                       score_model(base, base_calls, kind, max_new_tokens, embed, examples, judge, logged=sample_calls),
+                       prompt_tokens=base_tokens, input_rule=base_rule.describe()),
     ]
     judged = {entry["version"] for entry in promotions(adapters_root, task_id)}
     scores: dict[int, Scored] = {}
@@ -162,11 +172,11 @@ def evaluate_task(
         made_from, base_of_version = trained_from(adapters_root, task_id, version)
         rule = input_rule(adapters_root, task_id, version)
         adapted = load(base_of_version, adapters_root / task_id / f"v{version}")
-        prepared = [rule.prepare(c) for c in sample_calls]
-        fitting = _fitting(adapted.tokenizer, prepared, max_new_tokens, context_length)
-        scores[version] = score_model(adapted, fitting, kind, max_new_tokens, embed, judge=judge)
-        rows.append(evaluation_row(task_id, "adapter", made_from, version, scores[version], len(prepared) - len(fitting),
-                                   _mean_tokens(adapted.tokenizer, fitting), rule.describe()))
+        fitting = _fitting(adapted.tokenizer, sample_calls, rule, max_new_tokens, context_length)
+        scores[version] = score_model(adapted, [rule.prepare(c) for c in fitting], kind, max_new_tokens, embed,
+                                      judge=judge, logged=fitting)
+        rows.append(evaluation_row(task_id, "adapter", made_from, version, scores[version], len(sample_calls) - len(fitting),
+                                   _mean_tokens(adapted.tokenizer, [rule.prepare(c) for c in fitting]), rule.describe()))
     promotion = None
     if challenger is not None and challenger not in judged:
         champion_score = scores[champion].mean if champion is not None else None
@@ -224,13 +234,14 @@ def cross_validate(
         unseen = set(fold.tolist())
         learnt = adapter_examples(tokenizer, [c for i, c in enumerate(calls) if i not in unseen], rule,
                                   min(context_length, training.max_length))
-        scored = _fitting(tokenizer, [rule.prepare(calls[i]) for i in fold], max_new_tokens, context_length)
+        scored = _fitting(tokenizer, [calls[i] for i in fold], rule, max_new_tokens, context_length)
         if not scored or not learnt.examples:
             continue
         with tempfile.TemporaryDirectory(prefix="fold-") as folder:
             train_adapter(checkpoint, learnt.examples, Path(folder), training)
             engine = TransformersEngine(checkpoint, Path(folder))
-            parts.append(score_model(engine, scored, kind, max_new_tokens, embed, judge=judge))
+            parts.append(score_model(engine, [rule.prepare(c) for c in scored], kind, max_new_tokens, embed,
+                                     judge=judge, logged=scored))
     if not parts:
         return Scored(pd.DataFrame({"score": []}), [], np.nan, np.nan)
     return Scored(
@@ -241,9 +252,19 @@ def cross_validate(
     )
 
 
-def _fitting(tokenizer: PreTrainedTokenizerBase, calls: list[dict], max_new_tokens: int, context_length: int) -> list[dict]:
-    """The prepared calls whose prompt and reply budget fit the context; the others stay with the LLM, counted."""
-    return [c for c in calls if fits(token_count(tokenizer, prompt_text(tokenizer, c)), max_new_tokens, context_length)]
+def _base_rule(tokenizer: PreTrainedTokenizerBase, calls: Sequence[dict], adapter_rule: InputRule, pick: PickConfig) -> InputRule:
+    """What the base model reads: the prompt as logged in the adapter's window, or, where logged prompts are long
+    (`PickConfig.score_prompt_tokens`, as step 4 decides), the adapter's own input with the few-shot examples."""
+    logged = np.percentile([token_count(tokenizer, prompt_text(tokenizer, c)) for c in calls], 50)
+    return replace(adapter_rule, pruning=NO_PRUNING) if logged <= pick.score_prompt_tokens else adapter_rule
+
+
+def _fitting(tokenizer: PreTrainedTokenizerBase, calls: Sequence[dict], rule: InputRule, max_new_tokens: int,
+             context_length: int) -> list[dict]:
+    """The calls whose prompt, prepared by `rule`, and reply budget fit the context; the others stay with the LLM,
+    counted."""
+    return [c for c in calls
+            if fits(token_count(tokenizer, prompt_text(tokenizer, rule.prepare(c))), max_new_tokens, context_length)]
 
 
 def reply_budget(tokenizer: PreTrainedTokenizerBase, train_calls: Sequence[dict], cap: int) -> int:

@@ -7,13 +7,17 @@ could not beat the best scored so far even with a perfect score is neither profi
 
 A candidate is profiled on the input its adapter will read (static text pruned, `pipeline.pruning`), since that is
 what it serves; the base model is scored on the prompt as logged, since without an adapter it needs the
-instructions. The window is chosen on the base model few-shot, the only model there is before training: windows
-that leave every sampled prompt as it was are not scored again.
+instructions, except where the logged prompts are long (`PickConfig.score_prompt_tokens`) or longer than it can
+hold: there it is scored on the pruned prompts, with the tools' signatures and the few-shot examples, since reading
+a real agent's policy and every tool's schema again for each sampled call and each window costs minutes a task on a
+CPU. The window is chosen on the base model few-shot, the only model there is before training: windows that leave
+every sampled prompt as it was are not scored again.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +31,7 @@ from finetune.evaluate import held_out_sample, score_model
 from finetune.models import base_checkpoint, load_tokenizer
 from finetune.prompts import prompt_text, reply_kind, target_text, token_count
 from pipeline.context import InputRule, choose_window, fits, window_coverage
-from pipeline.pruning import learn_pruning
+from pipeline.pruning import NO_PRUNING, Pruning, learn_pruning
 from pipeline.pick import choose, could_win, profile, unfit_reason, value
 from pipeline.settings import PickConfig
 from pipeline.warehouse import frame
@@ -38,6 +42,8 @@ class Pick:
     chosen: str  # "" when the task is skipped
     reason: str
     engine: str = ""  # what generated the replies scored (finetune.engines), "" when nothing was scored
+    scored_on: str = ""  # "logged prompts" or "pruned prompts", of the chosen candidate's scores
+    seconds: float = 0.0  # the step's time for the task
 
 
 def pick_candidate(
@@ -54,6 +60,7 @@ def pick_candidate(
     """`calls` are the task's calls oldest first, `embeddings` their signature embeddings in the same order; each
     candidate generates on the engine `load` gives. `given_up` maps candidates not to try again on the task to why
     (`pipeline.decision.fell_short`); a pin overrides it."""
+    started = time.perf_counter()
     if len(calls) < config.min_calls:
         reason = f"{len(calls)} calls, fewer than the {config.min_calls} needed to train and judge a model"
         return Pick(_frame([_row(task_id, c, reason=reason) for c in candidates]), "", reason)
@@ -65,6 +72,7 @@ def pick_candidate(
     rows: dict[str, dict] = {}
     engines: dict[str, Engine] = {}  # each candidate scored, loaded once for its scores and the window
     per_call: dict[str, list[float]] = {}  # each candidate's scores on the sample, of its better variant
+    scored_on: dict[str, Pruning] = {}  # the form each candidate read its sample in
     best = None  # (value, parameters, name) of the best candidate scored so far
     # The candidate that could rank first is tried first; one that could not beat the best so far even with a
     # perfect score is neither profiled nor scored (on the demo that spares Gemma-3-270M on every task).
@@ -92,9 +100,11 @@ def pick_candidate(
             continue
         engine = engines[candidate.name] = load(checkpoint, None)
         budget = min(task.output_p95, config.max_new_tokens)
-        fitted = [config.context().apply(c) for c in sample_calls]
-        zero = score_model(engine, fitted, kind, budget, embed)
-        few = score_model(engine, fitted, kind, budget, embed, examples)
+        long = full_p50 > config.score_prompt_tokens or full_p50 + budget > candidate.context_length
+        form = scored_on[candidate.name] = pruning if long else NO_PRUNING
+        fitted = [InputRule(form, config.context()).prepare(c) for c in sample_calls]
+        zero = score_model(engine, fitted, kind, budget, embed, logged=sample_calls)
+        few = score_model(engine, fitted, kind, budget, embed, examples, logged=sample_calls)
         per_call[candidate.name] = list(max(zero, few, key=lambda scored: scored.mean).scores["score"])
         rows[candidate.name] = _row(task_id, candidate, task, full_p50, eligible=True, zero_shot=zero.mean, few_shot=few.mean,
                                     calls_scored=len(sample_calls), tokens_per_second=few.tokens_per_second)
@@ -120,16 +130,18 @@ def pick_candidate(
     if chosen and table.loc[row, "eligible"].any():
         candidate = next(c for c in candidates if c.name == chosen)
         window, scores, coverage, unfit = _window(
-            candidate, engines[chosen], records, sample_calls, examples, kind, pruning, config, embed,
+            candidate, engines[chosen], records, sample_calls, examples, kind, pruning, scored_on[chosen], config, embed,
             {0: float(table.loc[row, "few_shot"].iloc[0])}, int(table.loc[row, "output_p95"].iloc[0]))
         table.loc[row, ["chosen", "reason", "context_window", "window_scores", "window_coverage", "calls_unfit"]] = [
             True, reason, window, json.dumps(scores), json.dumps(coverage), unfit]
     elif chosen:
         table.loc[row, ["chosen", "reason"]] = [True, reason]
-    return Pick(table, chosen, reason, ", ".join(sorted({engine.name for engine in engines.values()})))
+    form = "" if chosen not in scored_on else "pruned prompts" if scored_on[chosen] != NO_PRUNING else "logged prompts"
+    return Pick(table, chosen, reason, ", ".join(sorted({engine.name for engine in engines.values()})), form,
+                time.perf_counter() - started)
 
 
-def _window(candidate, engine, records, sample_calls, examples, kind, pruning, config, embed, scores, reply_tokens):
+def _window(candidate, engine, records, sample_calls, examples, kind, pruning, form, config, embed, scores, reply_tokens):
     """(the window chosen, each window's few-shot score, each window's coverage of the values the replies copy, calls
     that do not fit the context in it). The window is the smallest scoring within the margin of the best, and no
     narrower than keeps the values of `window_coverage` of the task's tool-call replies (`pipeline.context`): a few
@@ -139,20 +151,20 @@ def _window(candidate, engine, records, sample_calls, examples, kind, pruning, c
     budget = min(reply_tokens, config.max_new_tokens)
     coverage = {w: window_coverage(records, config.context(w)) for w in sorted(set(config.windows) | {0})}
     narrowest = min((w for w, share in coverage.items() if share >= config.window_coverage), key=_width)
-    rendered = {0: [prompt_text(tokenizer, config.context().apply(c), e) for c, e in zip(sample_calls, examples)]}
+    read = {w: [InputRule(form, config.context(w)).prepare(c) for c in sample_calls] for w in coverage}  # as step 4 scored
+    rendered = {0: [prompt_text(tokenizer, c, e) for c, e in zip(read[0], examples)]}
     for window in sorted(set(config.windows) - {0}):
         if _width(window) < _width(narrowest):
             continue
         if any(w and s >= 1.0 - config.window_margin for w, s in scores.items()):
             break
-        prompts = [prompt_text(tokenizer, config.context(window).apply(c), e) for c, e in zip(sample_calls, examples)]
+        prompts = [prompt_text(tokenizer, c, e) for c, e in zip(read[window], examples)]
         same = next((w for w, p in rendered.items() if p == prompts), None)
         rendered[window] = prompts
         if same is not None:
             scores[window] = scores[same]
         else:
-            fitted = [config.context(window).apply(c) for c in sample_calls]
-            scores[window] = score_model(engine, fitted, kind, budget, embed, examples).mean
+            scores[window] = score_model(engine, read[window], kind, budget, embed, examples, logged=sample_calls).mean
     window = max(choose_window(scores, config.window_margin), narrowest, key=_width)
     rule = InputRule(pruning, config.context(window))
     unfit = sum(not fits(token_count(tokenizer, prompt_text(tokenizer, rule.prepare(c))), reply_tokens, candidate.context_length)

@@ -126,7 +126,10 @@ class PickConfig:
     policy: str = "score_per_cost"  # or "best_score"
     pins: dict[str, str] = field(default_factory=dict)  # task id → candidate name, chosen whatever the scores
     candidates: list[str] = field(default_factory=list)  # the registry's candidates to consider; empty: all of them
-    max_new_tokens: int = 256  # generation cap when scoring; longer logged replies are judged on as many tokens
+    max_new_tokens: int = 256  # generation cap when scoring; longer logged text replies are judged on as many tokens
+    # where a task's logged prompts are longer (p50, in the candidate's tokens) or longer than it holds, candidates
+    # are scored on them pruned, as the adapter reads them (a 6k-token prompt takes 6-9 s to read on 2 cores)
+    score_prompt_tokens: int = 2048
     prune_share: float = 0.9  # a system line or tool set in this share of a task's calls is static, pruned
     windows: list[int] = field(default_factory=lambda: [2, 4, 8, 0])  # conversation windows tried, 0 = all of it
     window_margin: float = 0.02  # the smallest window scoring within this of the best tried is chosen

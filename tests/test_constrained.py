@@ -4,7 +4,12 @@ import json
 
 from finetune.constrained import conforms, reply_schema
 from finetune.engines import load_engine
+from finetune.evaluate import score_model
+from finetune.generate import Generated
+from finetune.models import load_tokenizer
 from finetune.prompts import prompt_text
+from pipeline.context import InputRule
+from pipeline.pruning import learn_pruning
 from pipeline.settings import EngineConfig
 
 # a short id, so that even an untrained model's reply under the schema ends within its budget
@@ -25,6 +30,26 @@ def test_a_tool_calls_schema_takes_only_an_offered_tool_with_its_arguments():
     assert not conforms('{"name": "get_user_details", "arguments": {}}', schema)  # a required argument missing
     assert not conforms('{"name": "get_user_details", "arguments": {"user_id": "x"}}{"name"', schema)  # broken off
     assert reply_schema(lookup("x"), "text") is None and conforms("anything", None)
+
+
+def test_an_adapter_is_scored_under_the_schema_of_every_tool_the_agent_offered_not_only_the_one_it_called(tiny_checkpoint):
+    # a pruned call keeps only the tools the task calls, as text; in serving the request offers them all, so a
+    # schema of the pruned call alone would hand the adapter the right tool's name in evaluation only
+    cancel = {"type": "function", "function": {"name": "cancel_reservation", "parameters": {"type": "object"}}}
+    calls = [{**lookup(f"user_{i}"), "tools": json.dumps(TOOLS + [cancel])} for i in range(4)]
+    rule = InputRule(learn_pruning(calls, 0.9))
+    assert json.loads(rule.prepare(calls[0])["tools"]) == []
+
+    class Recording:
+        name, tokenizer, schemas = "recording", load_tokenizer(tiny_checkpoint), []
+
+        def generate(self, prompts, max_new_tokens, schemas=None):
+            self.schemas.extend(schemas)
+            return Generated(['{"name": "cancel_reservation", "arguments": {}}'] * len(prompts), 1.0, len(prompts))
+
+    engine = Recording()
+    score_model(engine, [rule.prepare(c) for c in calls], "tool", 16, embed=None, logged=calls)
+    assert all(conforms('{"name": "cancel_reservation", "arguments": {}}', schema) for schema in engine.schemas)
 
 
 def test_every_engine_answers_a_tool_call_under_its_schema_where_the_model_alone_would_not(tiny_checkpoint, tmp_path):

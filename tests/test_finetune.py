@@ -2,6 +2,8 @@
 adapter registry and cross-validation, on a tiny model built from a config so they run in seconds."""
 
 import json
+import random
+import re
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -13,18 +15,19 @@ from transformers import TrainerCallback
 from trl import SFTTrainer
 
 from finetune.adapters import input_rule, registry, train_task_adapter
-from finetune.evaluate import cross_validate
+from finetune.evaluate import cross_validate, evaluate_task
 from finetune.candidates import Candidate, load_candidates
+from finetune.engines import TransformersEngine
 from finetune.generate import batches, generate
 from finetune.models import load_base, load_tokenizer
 from finetune.pick import pick_candidate
-from finetune.prompts import adapter_examples, chat_messages, prompt_text, target_text
+from finetune.prompts import adapter_examples, chat_messages, prompt_text, renumbered, target_text
 from pipeline.context import InputRule
 from pipeline.pruning import learn_pruning
 import finetune.train
 from finetune.train import padding_share, stop_reason, train_adapter
 from pipeline.pick import Profile, choose, could_win, split_by_time, unfit_reason
-from pipeline.settings import PickConfig, TrainConfig
+from pipeline.settings import DecisionConfig, PickConfig, TrainConfig
 from pipeline.warehouse import SCHEMAS
 
 ROUTE_TOOL = {"type": "function", "function": {"name": "route_ticket", "description": "Send a ticket to a queue.",
@@ -290,6 +293,28 @@ def test_pick_scores_each_fitting_candidate_and_skips_a_task_too_small(tiny_chec
     assert skipped.chosen == "" and "5 calls, fewer than the 10" in skipped.reason
 
 
+def test_pick_scores_a_task_of_long_logged_prompts_on_them_pruned_as_its_adapter_reads_them(tiny_checkpoint, tmp_path):
+    calls = pd.DataFrame([call(i, queue=QUEUES[i % 3], day=i) for i in range(12)])
+    read = []
+
+    class Reading(TransformersEngine):
+        def generate(self, prompts, *args, **kwargs):
+            read.extend(prompts)
+            return super().generate(prompts, *args, **kwargs)
+
+    config = PickConfig(min_calls=10, score_sample=2)
+    as_logged = pick_candidate("task-001", calls, np.eye(12, dtype=np.float32), [tiny_candidate(tiny_checkpoint)], tmp_path,
+                               config, embed=lambda texts: np.ones((len(texts), 3)), load=Reading)
+    assert as_logged.scored_on == "logged prompts" and all("Route the ticket." in prompt for prompt in read)
+
+    read.clear()
+    pruned = pick_candidate("task-001", calls, np.eye(12, dtype=np.float32), [tiny_candidate(tiny_checkpoint)], tmp_path,
+                            replace(config, score_prompt_tokens=10), embed=lambda texts: np.ones((len(texts), 3)), load=Reading)
+    assert pruned.scored_on == "pruned prompts" and pruned.chosen == "tiny"
+    assert read and not any("Route the ticket." in prompt for prompt in read)  # the static policy line is pruned
+    assert all("route_ticket(queue" in prompt for prompt in read)  # the tool, as its signature
+
+
 def test_pick_neither_profiles_nor_scores_a_dearer_candidate_that_a_perfect_score_would_not_make_the_choice(tiny_checkpoint, tmp_path):
     calls = pd.DataFrame([call(i, text=f"answer {i}", day=i) for i in range(12)])
     same_vector = lambda texts: np.ones((len(texts), 3))  # every reply scores 1.0
@@ -320,6 +345,19 @@ def test_pick_tries_the_next_candidate_once_one_is_given_up_on_the_task(tiny_che
     assert rows.loc["tiny", "reason"] == "not tried again: its adapter v1 scored 0.41, below its few-shot 0.59"
 
 
+def test_training_examples_renumber_placeholders_one_to_one_so_an_adapter_copies_the_id_rather_than_learning_its_number():
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(20):
+        prompt, reply = renumbered(["I am <PERSON_1>, id <USER_ID_1>; book for <PERSON_2> and <PERSON_1>",
+                                    '{"user_id": "<USER_ID_1>"}'], rng)
+        people = re.findall(r"<PERSON_\d+>", prompt)
+        assert people[0] == people[2] != people[1]  # the same value keeps one placeholder, two values stay two
+        assert re.search(r"<USER_ID_\d+>", prompt)[0] in reply
+        seen.add(re.search(r"<USER_ID_\d+>", reply)[0])
+    assert len(seen) > 1
+
+
 def test_calls_too_long_for_the_context_are_left_out_of_training_and_counted(tiny_checkpoint):
     _, tokenizer = load_base(tiny_checkpoint)
     long_ticket = {**call(9, queue="billing"), "messages": json.dumps([{"role": "user", "content": "refund please " * 200}])}
@@ -347,3 +385,20 @@ def test_cross_validation_scores_every_call_once_by_an_adapter_trained_without_i
     for fold, prompts in zip(np.array_split(np.arange(10), 5), trained_on):
         unseen = {prompt_text(tokenizer, rule.prepare(calls[i])) for i in fold}
         assert len(prompts) == 8 and not unseen & prompts
+
+
+def test_step_6_gives_the_base_model_what_the_adapter_reads_where_logged_prompts_are_long(tiny_checkpoint, tmp_path):
+    calls = pd.DataFrame([call(i, queue=QUEUES[i % 3], day=i) for i in range(20)])
+    records = calls.to_dict("records")
+    rule = InputRule(learn_pruning(records))
+    made = adapter_examples(load_tokenizer(tiny_checkpoint), records[:16], rule, 2048)
+    train_task_adapter("task-001", "tiny", tiny_checkpoint, made, rule, tmp_path, TrainConfig(min_steps=2, max_steps=2))
+
+    def evaluated(pick: PickConfig) -> pd.DataFrame:
+        return evaluate_task("task-001", calls, np.eye(20, dtype=np.float32), "tiny", tiny_checkpoint, 2048, tmp_path, pick,
+                             DecisionConfig(eval_sample=4), embed=None).table.set_index("variant")
+
+    short, long = evaluated(PickConfig()), evaluated(PickConfig(score_prompt_tokens=10))
+    assert short.loc["few_shot", "input_rule"] != short.loc["adapter", "input_rule"]  # as logged
+    assert long.loc["few_shot", "input_rule"] == long.loc["adapter", "input_rule"] == rule.describe()
+    assert long.loc["few_shot", "prompt_tokens"] < short.loc["few_shot", "prompt_tokens"]
