@@ -13,7 +13,7 @@ from finetune.constrained import SchemaConstraint
 # On 2 CPU cores a batch of 20 generated 1.9x the tokens per second of a batch of 8: a decoding step reads every
 # weight once for the whole batch. Reading the prompts gains nothing from it (compute-bound), and a batch's padding
 # mask makes attention over long prompts up to 1.75x slower, so the token bound keeps long prompts in small batches
-# and one of 4k tokens alone: 1.1-1.5x faster than 32,768 from 300 to 4,500 prompt tokens (bench/batching.py).
+# and one of 4k tokens alone: 1.0-1.2x faster than 32,768 up to 2k prompt tokens, 1.67x at 4.7k (bench/batching.py).
 BATCH_SIZE = 32
 BATCH_TOKENS = 8_192
 
