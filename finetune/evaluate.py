@@ -27,11 +27,11 @@ from finetune.engines import Engine, EngineLoader, TransformersEngine
 from finetune.models import load_tokenizer
 from finetune.prompts import adapter_examples, last_input, prompt_text, reply_kind, target_text, token_count
 from pipeline.context import InputRule, fits
-from pipeline.pruning import NO_PRUNING, learn_pruning
 from pipeline.decision import Decision, decide, promote
 from pipeline.judge import Judge
 from pipeline.metrics import bootstrap_ci, score_replies
-from pipeline.pick import split_by_time
+from pipeline.pick import reads_pruned, split_by_time
+from pipeline.pruning import NO_PRUNING, learn_pruning
 from pipeline.settings import DecisionConfig, PickConfig, TrainConfig
 from pipeline.warehouse import frame
 
@@ -154,7 +154,8 @@ def evaluate_task(
     max_new_tokens = reply_budget(tokenizer, train.to_dict("records"), pick.max_new_tokens)
     challenger, champion = max(versions(adapters_root, task_id), default=None), promoted_version(adapters_root, task_id)
     base_rule = _base_rule(tokenizer, sample_calls, input_rule(adapters_root, task_id, challenger) if challenger
-                           else InputRule(learn_pruning(train.to_dict("records"), pick.prune_share), pick.context()), pick)
+                           else InputRule(learn_pruning(train.to_dict("records"), pick.prune_share), pick.context()),
+                           max_new_tokens, context_length, pick)
     base_calls = [base_rule.prepare(c) for c in sample_calls]
     base_tokens = _mean_tokens(tokenizer, base_calls)
     rows = [
@@ -172,11 +173,10 @@ def evaluate_task(
         made_from, base_of_version = trained_from(adapters_root, task_id, version)
         rule = input_rule(adapters_root, task_id, version)
         adapted = load(base_of_version, adapters_root / task_id / f"v{version}")
-        fitting = _fitting(adapted.tokenizer, sample_calls, rule, max_new_tokens, context_length)
-        scores[version] = score_model(adapted, [rule.prepare(c) for c in fitting], kind, max_new_tokens, embed,
-                                      judge=judge, logged=fitting)
-        rows.append(evaluation_row(task_id, "adapter", made_from, version, scores[version], len(sample_calls) - len(fitting),
-                                   _mean_tokens(adapted.tokenizer, [rule.prepare(c) for c in fitting]), rule.describe()))
+        logged, prepared = _fitting(adapted.tokenizer, sample_calls, rule, max_new_tokens, context_length)
+        scores[version] = score_model(adapted, prepared, kind, max_new_tokens, embed, judge=judge, logged=logged)
+        rows.append(evaluation_row(task_id, "adapter", made_from, version, scores[version], len(sample_calls) - len(prepared),
+                                   _mean_tokens(adapted.tokenizer, prepared), rule.describe()))
     promotion = None
     if challenger is not None and challenger not in judged:
         champion_score = scores[champion].mean if champion is not None else None
@@ -234,14 +234,13 @@ def cross_validate(
         unseen = set(fold.tolist())
         learnt = adapter_examples(tokenizer, [c for i, c in enumerate(calls) if i not in unseen], rule,
                                   min(context_length, training.max_length))
-        scored = _fitting(tokenizer, [calls[i] for i in fold], rule, max_new_tokens, context_length)
-        if not scored or not learnt.examples:
+        logged, prepared = _fitting(tokenizer, [calls[i] for i in fold], rule, max_new_tokens, context_length)
+        if not prepared or not learnt.examples:
             continue
         with tempfile.TemporaryDirectory(prefix="fold-") as folder:
             train_adapter(checkpoint, learnt.examples, Path(folder), training)
             engine = TransformersEngine(checkpoint, Path(folder))
-            parts.append(score_model(engine, [rule.prepare(c) for c in scored], kind, max_new_tokens, embed,
-                                     judge=judge, logged=scored))
+            parts.append(score_model(engine, prepared, kind, max_new_tokens, embed, judge=judge, logged=logged))
     if not parts:
         return Scored(pd.DataFrame({"score": []}), [], np.nan, np.nan)
     return Scored(
@@ -252,19 +251,22 @@ def cross_validate(
     )
 
 
-def _base_rule(tokenizer: PreTrainedTokenizerBase, calls: Sequence[dict], adapter_rule: InputRule, pick: PickConfig) -> InputRule:
+def _base_rule(tokenizer: PreTrainedTokenizerBase, calls: Sequence[dict], adapter_rule: InputRule, reply_tokens: int,
+               context_length: int, pick: PickConfig) -> InputRule:
     """What the base model reads: the prompt as logged in the adapter's window, or, where logged prompts are long
-    (`PickConfig.score_prompt_tokens`, as step 4 decides), the adapter's own input with the few-shot examples."""
+    (`pipeline.pick.reads_pruned`, as in step 4), the adapter's own input with the few-shot examples."""
     logged = np.percentile([token_count(tokenizer, prompt_text(tokenizer, c)) for c in calls], 50)
-    return replace(adapter_rule, pruning=NO_PRUNING) if logged <= pick.score_prompt_tokens else adapter_rule
+    long = reads_pruned(logged, reply_tokens, context_length, pick.score_prompt_tokens)
+    return adapter_rule if long else replace(adapter_rule, pruning=NO_PRUNING)
 
 
 def _fitting(tokenizer: PreTrainedTokenizerBase, calls: Sequence[dict], rule: InputRule, max_new_tokens: int,
-             context_length: int) -> list[dict]:
-    """The calls whose prompt, prepared by `rule`, and reply budget fit the context; the others stay with the LLM,
-    counted."""
-    return [c for c in calls
-            if fits(token_count(tokenizer, prompt_text(tokenizer, rule.prepare(c))), max_new_tokens, context_length)]
+             context_length: int) -> tuple[list[dict], list[dict]]:
+    """(the calls as logged, the same prepared by `rule`) of those whose prompt and reply budget fit the context; the
+    others stay with the LLM, counted."""
+    pairs = [(c, rule.prepare(c)) for c in calls]
+    kept = [(c, p) for c, p in pairs if fits(token_count(tokenizer, prompt_text(tokenizer, p)), max_new_tokens, context_length)]
+    return [c for c, _ in kept], [p for _, p in kept]
 
 
 def reply_budget(tokenizer: PreTrainedTokenizerBase, train_calls: Sequence[dict], cap: int) -> int:

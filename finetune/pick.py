@@ -32,7 +32,7 @@ from finetune.models import base_checkpoint, load_tokenizer
 from finetune.prompts import prompt_text, reply_kind, target_text, token_count
 from pipeline.context import InputRule, choose_window, fits, window_coverage
 from pipeline.pruning import NO_PRUNING, Pruning, learn_pruning
-from pipeline.pick import choose, could_win, profile, unfit_reason, value
+from pipeline.pick import choose, could_win, profile, reads_pruned, unfit_reason, value
 from pipeline.settings import PickConfig
 from pipeline.warehouse import frame
 
@@ -100,7 +100,7 @@ def pick_candidate(
             continue
         engine = engines[candidate.name] = load(checkpoint, None)
         budget = min(task.output_p95, config.max_new_tokens)
-        long = full_p50 > config.score_prompt_tokens or full_p50 + budget > candidate.context_length
+        long = reads_pruned(full_p50, budget, candidate.context_length, config.score_prompt_tokens)
         form = scored_on[candidate.name] = pruning if long else NO_PRUNING
         fitted = [InputRule(form, config.context()).prepare(c) for c in sample_calls]
         zero = score_model(engine, fitted, kind, budget, embed, logged=sample_calls)

@@ -88,8 +88,9 @@ def adapter_examples(tokenizer: PreTrainedTokenizerBase, calls: Sequence[dict], 
     examples, full, pruned = [], [], []
     shuffle = random.Random(0)  # the same calls make the same examples, and the same data hash
     for call in calls:
-        example = dict(zip(("prompt", "completion"),
-                           renumbered(list(training_example(tokenizer, rule.prepare(call)).values()), shuffle)))
+        example = training_example(tokenizer, rule.prepare(call))
+        prompt, completion = renumbered([example["prompt"], example["completion"]], shuffle)
+        example = {"prompt": prompt, "completion": completion}
         length = token_count(tokenizer, example["prompt"])
         if not fits(length, token_count(tokenizer, example["completion"]) + 1, max_tokens):
             continue

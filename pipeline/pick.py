@@ -66,6 +66,13 @@ def unfit_reason(task: Profile, context_length: int, tool_calling: bool) -> str:
     return ""
 
 
+def reads_pruned(logged_p50: float, reply_tokens: int, context_length: int, long_prompt: int) -> bool:
+    """Whether a base model is scored on a task's prompts pruned, as its adapter reads them, rather than as logged:
+    where they are longer than `long_prompt` tokens at the p50 (`PickConfig.score_prompt_tokens`), or than the
+    model's context holds with the reply."""
+    return logged_p50 > long_prompt or logged_p50 + reply_tokens > context_length
+
+
 def value(score, cost, policy: str = "score_per_cost"):
     """What the policy ranks by: score per serving dollar (`score_per_cost`) or the score alone (`best_score`)."""
     if policy not in POLICIES:
