@@ -9,8 +9,8 @@ the raw logs hold is read back from their own `get_user_details` results (names,
 street addresses, cities, postal codes), then searched for, case-insensitively and as a whole word, in every text of
 every scrubbed call (JSON inside JSON decoded). Target: at most 1% of distinct values survive.
 
-What must not be scrubbed is counted too: the reservation ids, flight numbers, airports and payment ids the agent
-has to copy into its tool calls, read from the `get_reservation_details` results: the share of their occurrences in
+What must not be scrubbed is counted too: the reservation ids, flight numbers, airports, payment ids, flight dates
+and amounts paid the agent has to copy into its tool calls and replies, read from the `get_reservation_details` results: the share of their occurrences in
 the raw calls that are left whole in the scrubbed ones.
 """
 
@@ -71,6 +71,8 @@ def operational(transcripts: Path) -> dict[str, set[str]]:
             values["flight number"] |= {f["flight_number"] for f in reservation["flights"]}
             values["airport"] |= {reservation["origin"], reservation["destination"]}
             values["payment id"] |= {p["payment_id"] for p in reservation["payment_history"]}
+            values["flight date"] |= {f["date"] for f in reservation["flights"]}
+            values["amount paid"] |= {str(p["amount"]) for p in reservation["payment_history"]}
     return values
 
 

@@ -36,10 +36,17 @@ _EVERYDAY_WORDS = frozenset({
     "cash", "gold", "silver", "nice", "sharp", "strong", "short", "small", "little", "new", "say", "law", "cross",
     "key", "street", "rush", "win", "gay", "noble", "lord", "reed", "moss", "marsh",
 })
+_FIGURES = regex.compile(r"[\d\s.,:/-]+")
 _NAME_WORD = regex.compile(r"\p{L}[\p{L}'’-]*\p{L}")
 # An identifier: letters and digits joined by `_`, `.` or `-`, or letters and digits mixed (mhernandez1234).
 _TOKEN = regex.compile(r"(?<![\w.+-])[\p{L}\d][\w.+-]*[\p{L}\d](?![\w+-]|\.\w)")
 _PART = regex.compile(r"\p{Lu}?\p{Ll}+|\p{Lu}+(?!\p{Ll})")
+
+
+def _house_number(value: str) -> bool:
+    """Figures of fewer than five digits: a house number found apart from its street, which says nothing alone and,
+    sought elsewhere, takes out amounts, counts and times ("12" of "$12", "12:30"). Five digits may be a postal code."""
+    return _FIGURES.fullmatch(value) is not None and sum(c.isdigit() for c in value) < 5
 
 
 def name_words(name: str) -> list[str]:
@@ -58,7 +65,7 @@ class Known:
 
     def add(self, kind: str, value: str) -> None:
         value = value.strip()
-        if len(value) < 2:
+        if len(value) < 2 or (kind == "STREET_ADDRESS" and _house_number(value)):
             return
         self._remember(kind, value)
         if kind == "PERSON":

@@ -249,7 +249,8 @@ class RampartRecognizer(EntityRecognizer):
     Rampart reads a log's program identifiers as people and licences: the person in `theodore_blanchet_6931` is
     right, but "YLM" in the booking code "IYLMWD" is no place, nor "1234" in `gift_card_8994891234` an id. So a
     finding that begins or ends inside a word is dropped, unless it is a person, which then takes the whole
-    identifier; and what `is_a_code` says is a code is dropped.
+    identifier; what `is_a_code` says is a code is dropped, and so are figures taken for an address that are a date, an
+    amount or a JSON value (`_not_an_address`).
     """
 
     def __init__(self, supported_entities: list[str], name: str, context: list[str] | None = None,
@@ -268,6 +269,8 @@ class RampartRecognizer(EntityRecognizer):
         for span in doc._.rampart:
             if span.entity not in entities or span.entity not in self.supported_entities:
                 continue
+            if span.entity == "STREET_ADDRESS" and _not_an_address(text, span):
+                continue
             start, end = span.start, span.end
             if _in_a_word(text, start, end):
                 if span.entity != "PERSON":
@@ -283,6 +286,24 @@ class RampartRecognizer(EntityRecognizer):
                                       RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id},
             ))
         return results
+
+
+def _not_an_address(text: str, span: Span) -> bool:
+    """Figures Rampart labels as a building number or postal code that are something else: a date, a time or an
+    amount, or part of one ("2026-11-17", "11-17" of it, "393" of "393.0", "$86"), figures with no word near them
+    ("(127 - 1577) * 3"), or the whole value of a JSON key that names no part of an address (`"last_four": "3521"`,
+    `"price": 1538`). Figures after "ZIP:" or on the last line of an address stay an address. (Dates are not scrubbed; a date of birth is found by its context or its key.)"""
+    start, end = span.start, span.end
+    if not _FIGURES.fullmatch(text[start:end]):
+        return False
+    run_start = _FIGURE_RUN_LEFT.search(text, 0, start).start()
+    run = text[run_start:_FIGURE_RUN_RIGHT.match(text, end).end()].strip(".:/-")
+    if _DATE_TIME_OR_AMOUNT.fullmatch(run) or text[:run_start].rstrip().endswith(("$", "€", "£")):
+        return True
+    if not _LETTER.search(text[max(0, start - 40):end + 40]):
+        return True
+    key = _JSON_KEY.search(text, 0, start)
+    return key is not None and _JSON_VALUE_END.match(text, end) is not None and not _ADDRESS_KEY.search(key[1])
 
 
 def _in_a_word(text: str, start: int, end: int) -> bool:
@@ -303,6 +324,14 @@ def is_a_code(value: str, entity: str) -> bool:
     return entity in ("LOCATION", "NRP") and any(c.isdigit() for c in value)
 
 
+_FIGURES = regex.compile(r"[\d\s.,:/-]+")
+_FIGURE_RUN_LEFT = regex.compile(r"[\d.:/-]*$")
+_FIGURE_RUN_RIGHT = regex.compile(r"[\d.:/-]*")
+_DATE_TIME_OR_AMOUNT = regex.compile(r"\d{4}-\d{1,2}-\d{1,2}(?:T\d{1,2}:\d{2}(?::\d{2})?)?|\d{1,2}:\d{2}(?::\d{2})?|\d+\.\d+")
+_LETTER = regex.compile(r"\p{L}")
+_JSON_KEY = regex.compile(r'"([^"]{1,64})"\s*:\s*"?$')
+_JSON_VALUE_END = regex.compile(r'"?\s*[,}\]]')
+_ADDRESS_KEY = regex.compile(r"(?i)zip|post|addr|street|house|building|apt|suite|unit")
 _CODE = regex.compile(r"(?=[A-Z]*\d)(?=\d*[A-Z])[A-Z\d]{5,}")
 _WORD_CHAR = regex.compile(r"[\w]")
 _IDENTIFIER_LEFT = regex.compile(r"[\w.+-]*$")

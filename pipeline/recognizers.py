@@ -24,7 +24,8 @@ from collections import Counter
 
 import regex
 
-from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
+from presidio_analyzer import (AnalyzerEngine, EntityRecognizer, Pattern, PatternRecognizer, RecognizerRegistry,
+                               RecognizerResult)
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpEngineProvider
 from spacy.language import Language
@@ -301,6 +302,37 @@ def _date_of_birth_recognizer() -> PatternRecognizer:
     )
 
 
+class _DateAfterNameRecognizer(EntityRecognizer):
+    """A date written right after a person's name is that person's date of birth: "veronica pires, 1995-04-26",
+    "Noah Hernandez (1985-05-06)", as customers give passengers' details. The names are those spaCy's NER and
+    Rampart found in the same text."""
+
+    _DATE = regex.compile("|".join(_DATES.values()))
+    _BETWEEN = regex.compile(r"[\s,;:(–-]{1,4}(?i:born\s+|dob\s*:?\s*)?")
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["DATE_OF_BIRTH"], name="DateAfterNameRecognizer")
+
+    def load(self) -> None:
+        """Nothing to load: it reads the names the NLP engine found."""
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts=None) -> list[RecognizerResult]:
+        doc = nlp_artifacts.tokens if nlp_artifacts else None
+        if doc is None:
+            return []
+        names = [e.end_char for e in doc.ents if e.label_ in ("PERSON", "PER")]
+        if Doc.has_extension("rampart") and doc._.rampart:
+            names += [span.end for span in doc._.rampart if span.entity == "PERSON"]
+        results = []
+        for end in set(names):
+            between = self._BETWEEN.match(text, end)
+            date = between and self._DATE.match(text, between.end())
+            if date:
+                results.append(RecognizerResult("DATE_OF_BIRTH", date.start(), date.end(), 0.6, recognition_metadata={
+                    RecognizerResult.RECOGNIZER_NAME_KEY: self.name, RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id}))
+        return results
+
+
 class _GroupedPhoneRecognizer(PatternRecognizer):
     """Phone numbers in any country's digit grouping ("0490 75 40 81", "+46 (0)8 928 571 38"), given as such.
 
@@ -447,7 +479,8 @@ def build_analyzer(
     ]
     for recognizer in (
         _secret_recognizers() + _disguised_recognizers() + _address_recognizers()
-        + [_date_of_birth_recognizer(), _phone_recognizer(), _credit_card_recognizer(), _person_recognizer(),
+        + [_date_of_birth_recognizer(), _DateAfterNameRecognizer(), _phone_recognizer(), _credit_card_recognizer(),
+           _person_recognizer(),
            _NamedEntityRecognizer(supported_entities=["PERSON", "LOCATION", "NRP"], name="SpacyRecognizer")]
         + _configured_recognizers(deny_lists, patterns)
         + (rampart.recognizers() if rampart_threads is not None else [])

@@ -70,10 +70,30 @@ def test_a_delivery_date_is_not_an_address_but_a_name_and_number_where_one_lives
     assert found(analyzer, "Please deliver it to Allika 46, my new address.")["STREET_ADDRESS"].startswith("Allika 46")
 
 
+@pytest.mark.parametrize("text", ["The difference is 393.0 dollars.", '{"brand": "mastercard", "last_four": "3521"}',
+                                  "Search CLT to MIA on 2026-11-17.", '{"date": "2026-11-17", "price": 1538}',
+                                  "(127 - (1577)) * 3", "The difference of $86 goes back to your card."])
+def test_an_amount_a_date_or_a_cards_last_four_digits_is_no_address(analyzer: AnalyzerEngine, text: str) -> None:
+    assert "STREET_ADDRESS" not in found(analyzer, text)
+
+
+def test_a_house_number_beside_its_street_and_a_postal_code_alone_are_addresses(analyzer: AnalyzerEngine) -> None:
+    text = "Please deliver it to Allika 46, my new address."
+    assert {text[r.start:r.end] for r in analyzer.analyze(text, language="en") if r.entity_type == "STREET_ADDRESS"} >= {"46"}
+    assert found(analyzer, "my zip is 62704")["STREET_ADDRESS"] == "62704"
+
+
 def test_date_is_a_date_of_birth_only_with_birth_context(analyzer: AnalyzerEngine) -> None:
     assert found(analyzer, "The patient was born on 03/14/1985 in a small town.")["DATE_OF_BIRTH"] == "03/14/1985"
     assert found(analyzer, "DOB: March 14, 1985")["DATE_OF_BIRTH"] == "March 14, 1985"
     assert "DATE_OF_BIRTH" not in found(analyzer, "The invoice was issued on 03/14/1985 and paid late.")
+
+
+def test_a_date_right_after_a_name_is_a_date_of_birth(analyzer: AnalyzerEngine) -> None:
+    text = "Passengers: veronica pires, 1995-04-26 and Noah Hernandez (1985-05-06)."
+    assert {text[r.start:r.end] for r in analyzer.analyze(text, language="en") if r.entity_type == "DATE_OF_BIRTH"} == {
+        "1995-04-26", "1985-05-06"}
+    assert "DATE_OF_BIRTH" not in found(analyzer, "Noah Hernandez wants to fly on 2026-11-17.")
 
 
 def test_deny_listed_value_and_configured_pattern_are_detected(analyzer: AnalyzerEngine) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import pandas as pd
 
+from pipeline.propagation import Known
 from pipeline.warehouse import frame
 from pipeline.scrub import scrub_calls
 from pipeline.settings import ScrubConfig
@@ -236,6 +237,14 @@ def test_a_value_found_once_is_removed_wherever_else_the_call_has_it_and_so_are_
     assert user_text(result) == "this is <PERSON_1>. Mrs <PERSON_1>, that is."
     assert result.clean_calls.iloc[0]["response_text"] == "Hello <PERSON_1>, and <PERSON_2>"
     assert "Propagation" in set(result.pii_audit["recognizer"])
+
+
+def test_a_house_number_found_apart_from_its_street_is_not_sought_elsewhere_but_the_address_and_postal_code_are():
+    known = Known()
+    for value in ("12", "12 Oak Street", "62704", "53-320"):
+        known.add("STREET_ADDRESS", value)
+    text = "Send it to 12 Oak Street, 62704 (or 53-320): 12 bags at 12:30 for $12."
+    assert [text[start:end] for _, start, end, _, _ in known.findings(text, [])] == ["12 Oak Street", "62704", "53-320"]
 
 
 def test_an_identifier_made_from_a_found_name_is_replaced_whole_in_text_arguments_and_tool_results():
