@@ -10,8 +10,9 @@ street addresses, cities, postal codes), then searched for, case-insensitively a
 every scrubbed call (JSON inside JSON decoded). Target: at most 1% of distinct values survive.
 
 What must not be scrubbed is counted too: the reservation ids, flight numbers, airports, payment ids, flight dates
-and amounts paid the agent has to copy into its tool calls and replies, read from the `get_reservation_details` results: the share of their occurrences in
-the raw calls that are left whole in the scrubbed ones.
+and amounts paid the agent has to copy into its tool calls and replies, read from the `get_reservation_details`
+results: the share of their occurrences in the raw calls that are left whole in the scrubbed ones; and the airline's
+policy, which holds nobody's data: the share of calls whose system prompt is left whole.
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ def texts_of(value) -> list[str]:
     return [str(value)] if value is not None else []
 
 
+def system_prompt(call: dict) -> str:
+    return next(m["content"] for m in json.loads(call["messages"]) if m["role"] == "system")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversations", type=int, default=120)
@@ -141,6 +146,9 @@ def main() -> None:
         raw = sum(occurrences(v, raw_haystack) for v in found)
         kept = sum(occurrences(v, haystack) for v in found)
         print(f"{kind:<16}{len(found):>9}{raw:>9}{kept:>9}{kept / raw:>8.1%}")
+    raw_policy = {call["call_id"]: system_prompt(call) for call in calls.to_dict("records")}
+    whole = sum(system_prompt(call) == raw_policy[call["call_id"]] for call in result.clean_calls.to_dict("records"))
+    print(f"{'system prompt':<16}{'':>9}{len(result.clean_calls):>9}{whole:>9}{whole / len(result.clean_calls):>8.1%}")
     for kind, value in survivors[: args.show]:
         at = regex.search(rf"(?<!\w)(?i:{regex.escape(value)})(?!\w)", haystack).start()
         print(f"  {kind}: {value!r} in …{haystack[max(0, at - 60): at + len(value) + 40]!r}…")

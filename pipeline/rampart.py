@@ -249,8 +249,8 @@ class RampartRecognizer(EntityRecognizer):
     Rampart reads a log's program identifiers as people and licences: the person in `theodore_blanchet_6931` is
     right, but "YLM" in the booking code "IYLMWD" is no place, nor "1234" in `gift_card_8994891234` an id. So a
     finding that begins or ends inside a word is dropped, unless it is a person, which then takes the whole
-    identifier; what `is_a_code` says is a code is dropped, and so are figures taken for an address that are a date, an
-    amount or a JSON value (`_not_an_address`).
+    identifier (but not the ending of an ordinary word, `_a_word_ending`); what `is_a_code` says is a code is
+    dropped, and so are figures taken for an address that are a date, an amount or a JSON value (`_not_an_address`).
     """
 
     def __init__(self, supported_entities: list[str], name: str, context: list[str] | None = None,
@@ -273,7 +273,7 @@ class RampartRecognizer(EntityRecognizer):
                 continue
             start, end = span.start, span.end
             if _in_a_word(text, start, end):
-                if span.entity != "PERSON":
+                if span.entity != "PERSON" or _a_word_ending(text, start):
                     continue
                 start, end = _IDENTIFIER_LEFT.search(text[:start]).start(), end + _IDENTIFIER_RIGHT.match(text, end).end() - end
             if is_a_code(text[start:end], span.entity):
@@ -304,6 +304,14 @@ def _not_an_address(text: str, span: Span) -> bool:
         return True
     key = _JSON_KEY.search(text, 0, start)
     return key is not None and _JSON_VALUE_END.match(text, end) is not None and not _ADDRESS_KEY.search(key[1])
+
+
+def _a_word_ending(text: str, start: int) -> bool:
+    """A span that begins after lower-case letters of a word that is letters only: the ending of an ordinary
+    word ("ed" of "changed", "en" of "given"), which Rampart can label a name deep in a long text. A name inside an
+    identifier begins after a separator, a digit or a capital (`noah_hernandez_1234`, `NoahHernandez`)."""
+    word = text[_IDENTIFIER_LEFT.search(text[:start]).start() : _IDENTIFIER_RIGHT.match(text, start).end()]
+    return start > 0 and text[start - 1].islower() and text[start].islower() and word.isalpha()
 
 
 def _in_a_word(text: str, start: int, end: int) -> bool:

@@ -112,8 +112,10 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
     # the agent's own text, in many calls (its system prompt, its tool schemas): scrubbed of what it holds itself,
     # never of what a customer's call holds (a customer from "Acme" must not change the policy, nor its tool's
     # `"pattern": "^AC-\d{6}$"`, in their call only), and what is found in it is nobody's to propagate
-    uses = Counter(t for texts in texts_per_call if isinstance(texts, list) for t in set(texts))
-    static = {t for t, n in uses.items() if n >= max(STATIC_MIN_CALLS, config.static_share * len(calls))}
+    # (counted with their figures masked: a system prompt that begins with the current time is one text)
+    masked = {t: _FIGURE_RUN.sub("0", t) for t in distinct}
+    uses = Counter(m for texts in texts_per_call if isinstance(texts, list) for m in {masked[t] for t in texts})
+    static = {t for t in distinct if uses[masked[t]] >= max(STATIC_MIN_CALLS, config.static_share * len(calls))}
 
     def found_in(document: str, piece: Piece) -> list[Finding]:
         # what a key says first: where a detector gave the same value another type, the key's is kept
@@ -432,6 +434,7 @@ def _verified(clean: list[dict], config: ScrubConfig) -> tuple[list[dict], list[
 
 
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
+_FIGURE_RUN = re.compile(r"\d+")
 
 
 def _conversation(call: dict, sessions: Counter, config: ScrubConfig) -> tuple[str, Any]:

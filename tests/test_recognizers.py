@@ -77,6 +77,16 @@ def test_an_amount_a_date_or_a_cards_last_four_digits_is_no_address(analyzer: An
     assert "STREET_ADDRESS" not in found(analyzer, text)
 
 
+def test_the_ending_of_an_ordinary_word_in_a_long_policy_is_no_name(analyzer: AnalyzerEngine) -> None:
+    from datetime import datetime
+
+    from demo.long_logs import policy
+
+    text = policy(datetime(2026, 11, 2, 9, 30))  # Rampart labels "ed" of "changed" and "en" of "given" as names
+    assert not {text[r.start:r.end] for r in analyzer.analyze(text, language="en")} & {"changed", "given"}
+    assert found(analyzer, "my id is maria_hernandez_1234")["PERSON"] == "maria_hernandez_1234"
+
+
 def test_a_house_number_beside_its_street_and_a_postal_code_alone_are_addresses(analyzer: AnalyzerEngine) -> None:
     text = "Please deliver it to Allika 46, my new address."
     assert {text[r.start:r.end] for r in analyzer.analyze(text, language="en") if r.entity_type == "STREET_ADDRESS"} >= {"46"}

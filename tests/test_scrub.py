@@ -312,15 +312,16 @@ def test_a_first_name_in_the_reply_reads_as_the_person_the_tool_result_named():
 
 
 def test_the_agents_own_text_in_many_calls_is_never_changed_by_what_one_customers_call_holds():
-    def with_policy(row: dict) -> dict:
+    def with_policy(row: dict, minute: int) -> dict:
         messages = json.loads(row["messages"])
-        messages[0]["content"] = "You are the support agent of Smith Hardware."
+        messages[0]["content"] = f"The time is 10:{minute:02d}. You are the support agent of Smith Hardware."
         return {**row, "messages": json.dumps(messages)}
 
-    calls = [with_policy(call(f"c{i}", "I am Alice Smith" if i == 0 else "Where is my order?", session=f"s{i}"))
+    calls = [with_policy(call(f"c{i}", "I am Alice Smith" if i == 0 else "Where is my order?", session=f"s{i}"), i)
              for i in range(25)]
     result = scrub_calls(raw(*calls), RegexAnalyzer(), ScrubConfig(processes=0))
     first = json.loads(result.clean_calls.iloc[0]["messages"])
-    assert first[0]["content"] == "You are the support agent of Smith Hardware." and first[1]["content"] == "I am <PERSON_1>"
+    assert first[0]["content"] == "The time is 10:00. You are the support agent of Smith Hardware."
+    assert first[1]["content"] == "I am <PERSON_1>"
     few = scrub_calls(raw(*calls[:3]), RegexAnalyzer(), ScrubConfig(processes=0))  # a text in 3 calls is no policy
-    assert json.loads(few.clean_calls.iloc[0]["messages"])[0]["content"] == "You are the support agent of <PERSON_1> Hardware."
+    assert json.loads(few.clean_calls.iloc[0]["messages"])[0]["content"].endswith("agent of <PERSON_1> Hardware.")
