@@ -1,7 +1,7 @@
 """Steps 4–6 per task, as the pipeline runs them with default settings: zero-shot, few-shot and fine-tuned scores
 with 95% intervals, the decision, and each step's time.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/outcome.py [--workloads bfcl,long,toolbench] [--tasks 3] [--only 0,2]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/outcome.py [--workloads bfcl,long,toolbench] [--tasks 3] [--only search_direct_flight,calculate]
 
 Workloads:
 - `bfcl`: BFCL v4 live function sets under ../shared/data (skipped, saying why, where absent), the `--tasks` largest
@@ -187,8 +187,9 @@ def main() -> None:
     parser.add_argument("--workloads", default="bfcl,long,toolbench")
     parser.add_argument("--tasks", type=int, default=3, help="tasks per workload, largest first")
     parser.add_argument("--conversations", type=int, default=120)
-    parser.add_argument("--only", help="comma-separated positions (from 0) in the long demo's size order to run, "
-                                       "instead of the --tasks largest: one task's minutes without the others'")
+    parser.add_argument("--only", help="comma-separated words of the long demo's task titles (`search_direct_flight`): "
+                                       "the tasks to run instead of the --tasks largest, one task's minutes without "
+                                       "the others'")
     args = parser.parse_args()
     workloads = args.workloads.split(",")
     settings = Settings()
@@ -209,8 +210,9 @@ def main() -> None:
             write_long_logs(logs, args.conversations)
             calls = clean(logs, scrub=True)
             tasks, ceiling = grouped_tasks(calls, embed, settings.pick.min_calls, 100 if args.only else args.tasks)
+            print("tasks, largest first: " + "; ".join(f"{title} ({len(c)})" for title, c in tasks), flush=True)
             if args.only:
-                tasks = [tasks[int(i)] for i in args.only.split(",")]
+                tasks = [(title, c) for title, c in tasks if any(word in title for word in args.only.split(","))]
             print(f"long demo: {len(calls)} calls, {len(tasks)} tasks to run; step 3's ceiling {ceiling:.0%}", flush=True)
             rows = outcomes("long", tasks, embed, home, settings)
             report(f"long demo, {args.conversations} conversations", rows, len(calls), ceiling)
