@@ -15,6 +15,9 @@ Workloads:
   step 3 allows (calls in tasks of at least `min_calls`); tasks not run count as staying with the LLM.
 - `toolbench`: ToolBench's trajectories, grouped by step 3: their tasks are too small to train (printed).
 
+Settings are the defaults, or `SLM_CONFIG`'s where it is set (`training: {max_seconds: 600}` to see what a longer
+training budget buys).
+
 Targets (issue 22): tool tasks whose arguments are in the input score ≥ 0.95 fine-tuned and never below few-shot;
 ≥ 50% of the long demo's calls replaceable; steps 4–6 ≤ 10 minutes per long task on 2 cores.
 """
@@ -192,7 +195,7 @@ def main() -> None:
                                        "the others'")
     args = parser.parse_args()
     workloads = args.workloads.split(",")
-    settings = Settings()
+    settings = Settings.from_env()
     embed = embedder()
     with tempfile.TemporaryDirectory() as temp:
         home = Path(os.environ.get("SLM_BENCH_HOME", temp))

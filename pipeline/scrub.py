@@ -112,8 +112,9 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
     # the agent's own text, in many calls (its system prompt, its tool schemas): scrubbed of what it holds itself,
     # never of what a customer's call holds (a customer from "Acme" must not change the policy, nor its tool's
     # `"pattern": "^AC-\d{6}$"`, in their call only), and what is found in it is nobody's to propagate
-    # (counted with their figures masked: a system prompt that begins with the current time is one text)
-    masked = {t: _FIGURE_RUN.sub("0", t) for t in distinct}
+    # (counted with their dates and times masked: a system prompt that begins with the current time is one text,
+    # but one that holds each customer's account number is not)
+    masked = {t: _DATE_OR_TIME.sub("<time>", t) for t in distinct}
     uses = Counter(m for texts in texts_per_call if isinstance(texts, list) for m in {masked[t] for t in texts})
     static = {t for t in distinct if uses[masked[t]] >= max(STATIC_MIN_CALLS, config.static_share * len(calls))}
 
@@ -434,7 +435,14 @@ def _verified(clean: list[dict], config: ScrubConfig) -> tuple[list[dict], list[
 
 
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
-_FIGURE_RUN = re.compile(r"\d+")
+_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+          r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
+_TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
+_DATE_OR_TIME = re.compile(
+    rf"\b(?:\d{{4}}-\d{{1,2}}-\d{{1,2}}(?:[T ]{_TIME}(?:Z|[+-]\d{{2}}:?\d{{2}})?)?|\d{{1,2}}/\d{{1,2}}/\d{{2,4}}|{_TIME}"
+    rf"|(?i:{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?|\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH}(?:,?\s+\d{{4}})?"
+    r"|(?:mon|tues|wednes|thurs|fri|satur|sun)day))\b"
+)
 
 
 def _conversation(call: dict, sessions: Counter, config: ScrubConfig) -> tuple[str, Any]:

@@ -46,8 +46,9 @@ class ScrubConfig:
     # a value found in one call is removed from every call of its session where the session has at most this many
     # calls (a conversation); a session id that holds more (a client's whole traffic) shares nothing
     conversation_calls: int = 200
-    # a text in at least this share of the calls (and in 20 or more) is the agent's own (its system prompt, its tool
-    # schemas): scrubbed of what it holds itself, but never of values found in one customer's call
+    # a text in at least this share of the calls (and in 20 or more), its dates and times masked, is the agent's own
+    # (its system prompt, its tool schemas): scrubbed of what it holds itself, but never of values found in one
+    # customer's call
     static_share: float = 0.05
     deny_lists: dict[str, list[str]] = field(default_factory=dict)  # entity type -> values always removed
     patterns: dict[str, list[str]] = field(default_factory=dict)  # entity type -> regexes always removed

@@ -325,3 +325,16 @@ def test_the_agents_own_text_in_many_calls_is_never_changed_by_what_one_customer
     assert first[1]["content"] == "I am <PERSON_1>"
     few = scrub_calls(raw(*calls[:3]), RegexAnalyzer(), ScrubConfig(processes=0))  # a text in 3 calls is no policy
     assert json.loads(few.clean_calls.iloc[0]["messages"])[0]["content"].endswith("agent of <PERSON_1> Hardware.")
+
+
+def test_a_system_prompt_that_holds_each_customers_own_number_is_not_the_agents_own_text():
+    def for_customer(row: dict, number: int) -> dict:
+        messages = json.loads(row["messages"])
+        messages[0]["content"] = f"Customer {number}. You are the support agent."
+        return {**row, "messages": json.dumps(messages)}
+
+    calls = [for_customer(call(f"c{i}", "Where is my order?", tool_result={"user_id": str(4000 + i)}, session=f"s{i}"), 4000 + i)
+             for i in range(25)]
+    result = scrub_calls(raw(*calls), RegexAnalyzer(), ScrubConfig(processes=0))
+    assert {json.loads(m)[0]["content"] for m in result.clean_calls["messages"]} == {
+        "Customer <USER_ID_1>. You are the support agent."}
