@@ -292,7 +292,8 @@ def _not_an_address(text: str, span: Span) -> bool:
     """Figures Rampart labels as a building number or postal code that are something else: a date, a time or an
     amount, or part of one ("2026-11-17", "11-17" of it, "393" of "393.0", "$86"), figures with no word near them
     ("(127 - 1577) * 3"), or the whole value of a JSON key that names no part of an address (`"last_four": "3521"`,
-    `"price": 1538`). Figures after "ZIP:" or on the last line of an address stay an address. (Dates are not scrubbed; a date of birth is found by its context or its key.)"""
+    `"price": 1538`). Figures after "ZIP:" or on the last line of an address stay an address. (Dates are not
+    scrubbed; a date of birth is found by its context or its key.)"""
     start, end = span.start, span.end
     if not _FIGURES.fullmatch(text[start:end]):
         return False
