@@ -85,18 +85,21 @@ class Known:
     def __bool__(self) -> bool:
         return bool(self._any_case or self._as_found)
 
-    def findings(self, text: str, found: list[Finding], identifiers: bool = True) -> list[Finding]:
-        """`found` (the findings in `text`) and every other place in `text` a known value is, in reading order.
-        With `identifiers`, one made from a name word is replaced whole, over whatever was found inside it."""
+    def findings(self, text: str, found: list[Finding], identifiers: bool = True,
+                 within: list[tuple[int, int]] | None = None) -> list[Finding]:
+        """`found` (the findings in `text`) and every other place in `text` (or in its spans `within`) a known value
+        is, in reading order. With `identifiers`, one made from a name word is replaced whole, over whatever was found
+        inside it."""
         if not self or not text:
             return found
+        inside = lambda m: within is None or any(s <= m.start() and m.end() <= e for s, e in within)  # noqa: E731
         extra = [
             (self._any_case.get(m.group().lower()) or self._as_found[m.group()], m.start(), m.end(), 1.0, RECOGNIZER)
-            for m in self._compiled().finditer(text)
+            for m in self._compiled().finditer(text) if inside(m)
         ]
         ids = [
             (self._any_case.get(m.group().lower(), ID_TYPE), m.start(), m.end(), 1.0, RECOGNIZER)
-            for m in _TOKEN.finditer(text) if identifiers and self._is_made_of_a_name(m.group())
+            for m in _TOKEN.finditer(text) if identifiers and inside(m) and self._is_made_of_a_name(m.group())
         ]
         inside_an_id = [f for f in found + extra if any(s <= f[1] and f[2] <= e for _, s, e, _, _ in ids)]
         return _without_overlaps([f for f in found + extra if f not in inside_an_id] + ids)

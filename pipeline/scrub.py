@@ -111,9 +111,10 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
     allowed = re.compile("|".join(f"(?:{p})" for p in config.allow)) if config.allow else None
     # the agent's own text, in many calls (its system prompt, its tool schemas): scrubbed of what it holds itself,
     # never of what a customer's call holds (a customer from "Acme" must not change the policy, nor its tool's
-    # `"pattern": "^AC-\d{6}$"`, in their call only), and what is found in it is nobody's to propagate
-    # (counted with their dates and times masked: a system prompt that begins with the current time is one text,
-    # but one that holds each customer's account number is not)
+    # `"pattern": "^AC-\d{6}$"`, in their call only), and what is found in it is nobody's to propagate. Texts are
+    # counted with their dates and times masked (a system prompt that begins with the current time is one text, one
+    # that holds each customer's account number is not); those dates and times are not the agent's own, and go by
+    # the conversation's values like any customer's text (a date of birth in "Customer since 1990-01-02").
     masked = {t: _DATE_OR_TIME.sub("<time>", t) for t in distinct}
     uses = Counter(m for texts in texts_per_call if isinstance(texts, list) for m in {masked[t] for t in texts})
     static = {t for t in distinct if uses[masked[t]] >= max(STATIC_MIN_CALLS, config.static_share * len(calls))}
@@ -137,10 +138,12 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
         scope = known.setdefault(conversation[call["call_id"]], Known())
 
         def remember(document: str, pieces: list[Piece]) -> list[str]:
-            for piece in pieces if document not in static else ():
+            for piece in pieces:
                 text = document[piece.start : piece.end]
+                within = _variable_parts(text) if document in static else None
                 for kind, start, end, _, _ in kept(text, found_in(document, piece)):
-                    scope.add(kind, text[start:end])
+                    if within is None or any(s <= start and end <= e for s, e in within):
+                        scope.add(kind, text[start:end])
             return [document[piece.start : piece.end] for piece in pieces]
 
         _map_call(call, remember)
@@ -156,8 +159,10 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
             for piece in pieces:
                 text = document[piece.start : piece.end]
                 found = found_in(document, piece)
-                if document not in static:
-                    found = known[conversation[call["call_id"]]].findings(text, found, identifiers=not piece.tool_name)
+                within = _variable_parts(text) if document in static else None
+                if within != []:
+                    found = known[conversation[call["call_id"]]].findings(text, found, identifiers=not piece.tool_name,
+                                                                          within=within)
                 results = kept(text, found)
                 counts.update((kind, recognizer) for kind, _, _, _, recognizer in results)
                 scrubbed.append(placeholders.replace(text, results, mapping) if results else text)
@@ -432,6 +437,11 @@ def _verified(clean: list[dict], config: ScrubConfig) -> tuple[list[dict], list[
         else:
             passed.append(call)
     return passed, failed
+
+
+def _variable_parts(text: str) -> list[tuple[int, int]]:
+    """Where the agent's own text changes between calls: its dates and times."""
+    return [m.span() for m in _DATE_OR_TIME.finditer(text)]
 
 
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")

@@ -327,6 +327,19 @@ def test_the_agents_own_text_in_many_calls_is_never_changed_by_what_one_customer
     assert json.loads(few.clean_calls.iloc[0]["messages"])[0]["content"].endswith("agent of <PERSON_1> Hardware.")
 
 
+def test_a_date_in_the_agents_own_text_is_scrubbed_of_what_the_conversation_found():
+    def for_customer(row: dict, day: int) -> dict:
+        messages = json.loads(row["messages"])
+        messages[0]["content"] = f"Customer record 1990-01-{day:02d}. You are the support agent."
+        return {**row, "messages": json.dumps(messages)}
+
+    calls = [for_customer(call(f"c{i}", "Where is my order?", tool_result={"dob": f"1990-01-{i + 1:02d}"}, session=f"s{i}"), i + 1)
+             for i in range(25)]
+    result = scrub_calls(raw(*calls), RegexAnalyzer(), ScrubConfig(processes=0))
+    assert {json.loads(m)[0]["content"] for m in result.clean_calls["messages"]} == {
+        "Customer record <DATE_OF_BIRTH_1>. You are the support agent."}
+
+
 def test_a_system_prompt_that_holds_each_customers_own_number_is_not_the_agents_own_text():
     def for_customer(row: dict, number: int) -> dict:
         messages = json.loads(row["messages"])
