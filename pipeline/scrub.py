@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 # Schema words of tool definitions: never personal data, and scrubbing them would break the schema.
 SCHEMA_KEYS = frozenset({"type", "name", "required", "format"})
+_NAMED_ENTITIES = frozenset({"PERSON", "LOCATION", "NRP"})  # what NER reads from prose
 STATIC_MIN_CALLS = 20  # a text in fewer calls is never taken for the agent's own, whatever the share
 MIN_DIGITS_TO_SCAN = 6  # numbers this long in JSON (a card or phone stored as a number) are scanned as text
 
@@ -123,11 +124,14 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
         # what a key says first: where a detector gave the same value another type, the key's is kept
         return _by_key(piece, document, config) + _within(findings[document], piece.start, piece.end)
 
-    def kept(text: str, results: list[Finding]) -> list[Finding]:
+    def kept(text: str, results: list[Finding], piece: Piece) -> list[Finding]:
         # Presidio's own allow-list compares a finding's text only: it would keep "397848" found as a phone number
         # inside the allowed order id "AC-397848"
         spans = [m.span() for m in allowed.finditer(text)] if allowed else []
-        return [f for f in results if not any(start <= f[1] and f[2] <= end for start, end in spans)]
+        # a tool name is a program's identifier, where NER's people and places are noise (ToolBench's `Finish` a
+        # nationality, `raiderio_call_for_raider_io` a person); secrets, e-mails and numbers still count
+        return [f for f in results if not any(start <= f[1] and f[2] <= end for start, end in spans)
+                and not (piece.tool_name and f[0] in _NAMED_ENTITIES)]
 
     # first what each conversation holds, from all its calls, then each call scrubbed of all of it: a customer who
     # types their name in lower case before any tool result names them is found through the later calls
@@ -141,7 +145,7 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
             for piece in pieces:
                 text = document[piece.start : piece.end]
                 within = _variable_parts(text) if document in static else None
-                for kind, start, end, _, _ in kept(text, found_in(document, piece)):
+                for kind, start, end, _, _ in kept(text, found_in(document, piece), piece):
                     if within is None or any(s <= start and end <= e for s, e in within):
                         scope.add(kind, text[start:end])
             return [document[piece.start : piece.end] for piece in pieces]
@@ -163,7 +167,7 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
                 if within != []:
                     found = known[conversation[call["call_id"]]].findings(text, found, identifiers=not piece.tool_name,
                                                                           within=within)
-                results = kept(text, found)
+                results = kept(text, found, piece)
                 counts.update((kind, recognizer) for kind, _, _, _, recognizer in results)
                 scrubbed.append(placeholders.replace(text, results, mapping) if results else text)
             return scrubbed
@@ -386,7 +390,7 @@ class Piece:
     end: int
     path: tuple[str, ...] = ()  # a JSON value's key and those above it, normalized: ("passengers", "first_name")
     siblings: frozenset[str] = frozenset()  # the other keys of its object, normalized
-    tool_name: bool = False  # the name of a tool: a program's identifier, changed only where a detector says so
+    tool_name: bool = False  # the name of a tool: a program's identifier, changed only for a secret or a listed value
 
 
 # fn(document, pieces) -> the pieces scrubbed. A plain text is one piece of its own document. A JSON value is

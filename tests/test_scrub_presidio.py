@@ -70,6 +70,17 @@ def test_ordinary_agent_text_is_left_alone(analyzer):
     assert json.loads(clean["messages"])[1]["content"] == text
 
 
+def test_tool_names_are_no_people_or_nationalities_but_a_name_beside_them_is_scrubbed(analyzer):
+    names = ["Finish", "raiderio_call_for_raider_io"]  # ToolBench's: spaCy reads a nationality, Rampart a person
+    row = call("c1", "Ask Maria Gonzalez for her score, then finish.")
+    row["tools"] = json.dumps([{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for n in names])
+    row["response_tool_calls"] = json.dumps([{"id": "c2", "name": "Finish", "arguments": {}}])
+    [clean] = scrub_calls(raw(row), analyzer, ScrubConfig(processes=0)).clean_calls.to_dict("records")
+    assert [tool["function"]["name"] for tool in json.loads(clean["tools"])] == names
+    assert json.loads(clean["response_tool_calls"])[0]["name"] == "Finish"
+    assert "Maria Gonzalez" not in clean["messages"]
+
+
 def test_presidio_in_a_worker_process_scrubs_as_it_does_in_this_one(analyzer):
     calls = raw(call("c1", "Maria Gonzalez wrote from maria.gonzalez@example.org"), call("c2", "hello"))
     config = ScrubConfig(processes=1)
