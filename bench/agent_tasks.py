@@ -46,7 +46,8 @@ from pipeline.tasks import NOISE, find_tasks, signature_embeddings, task_signatu
 
 SHARED_DATA = Path(os.environ.get("SLM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 MIN_CALLS = PickConfig.min_calls
-UNREADABLE = re.compile(r"<[A-Z_]+_\d+>|\b(?=\w*\d)(?=\w*[A-Za-z])\w{4,}\b")
+PLACEHOLDER = re.compile(r"<[A-Z_]+_\d+>")
+UNREADABLE = re.compile(rf"{PLACEHOLDER.pattern}|\b(?=\w*\d)(?=\w*[A-Za-z])\w{{4,}}\b")
 
 
 def embedder():
@@ -107,8 +108,9 @@ def report(name: str, calls: pd.DataFrame, jobs: dict[tuple[str, int, int], str]
     print(f"  calls in tasks of ≥ {MIN_CALLS}: {weight[in_trainable].sum() / weight.sum():.0%} (target ≥ 90%)")
     print(f"  unassigned: {weight[unassigned].sum() / weight.sum():.1%} (target ≤ 5%)"
           + "".join(f"\n    {n} × {reason}" for reason, n in Counter(clusters["reason"][unassigned]).most_common(3)))
-    # a tool's own name is what its task is called, digits and all (`packages_v2_track`)
-    unreadable = [t for t, kind in zip(tasks["title"], tasks["kind"]) if UNREADABLE.search(t.removeprefix(kind[5:]))]
+    # a tool's own name is what its task is called, digits and all (`packages_v2_track`), but not a placeholder
+    unreadable = [t for t, kind in zip(tasks["title"], tasks["kind"])
+                  if UNREADABLE.search(t.removeprefix(kind[5:])) or PLACEHOLDER.search(t)]
     print(f"  titles with a placeholder or an id-like token: {len(unreadable)}" + (f" {unreadable[:3]}" if unreadable else ""))
     if jobs:
         _score_against_jobs(calls, clusters, jobs)
