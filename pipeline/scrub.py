@@ -119,6 +119,14 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
     masked = {t: _DATE_OR_TIME.sub("<time>", t) for t in distinct}
     uses = Counter(m for texts in texts_per_call if isinstance(texts, list) for m in {masked[t] for t in texts})
     static = {t for t in distinct if uses[masked[t]] >= max(STATIC_MIN_CALLS, config.static_share * len(calls))}
+    variable = {t: [m.span() for m in _DATE_OR_TIME.finditer(t)] for t in static}
+
+    def variable_parts(document: str, piece: Piece) -> list[tuple[int, int]] | None:
+        # where in the piece the agent's own text changes between calls; None: the whole piece is the customer's
+        if document not in static:
+            return None
+        return [(s - piece.start, e - piece.start) for s, e in variable[document]
+                if _inside(s, e, [(piece.start, piece.end)])]
 
     def found_in(document: str, piece: Piece) -> list[Finding]:
         # what a key says first: where a detector gave the same value another type, the key's is kept
@@ -130,8 +138,8 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
         spans = [m.span() for m in allowed.finditer(text)] if allowed else []
         # a tool name is a program's identifier, where NER's people and places are noise (ToolBench's `Finish` a
         # nationality, `raiderio_call_for_raider_io` a person); secrets, e-mails and numbers still count
-        return [f for f in results if not any(start <= f[1] and f[2] <= end for start, end in spans)
-                and not (piece.tool_name and f[0] in _NAMED_ENTITIES)]
+        return [f for f in results
+                if not _inside(f[1], f[2], spans) and not (piece.tool_name and f[0] in _NAMED_ENTITIES)]
 
     # first what each conversation holds, from all its calls, then each call scrubbed of all of it: a customer who
     # types their name in lower case before any tool result names them is found through the later calls
@@ -143,10 +151,12 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
 
         def remember(document: str, pieces: list[Piece]) -> list[str]:
             for piece in pieces:
+                within = variable_parts(document, piece)
+                if within == []:
+                    continue
                 text = document[piece.start : piece.end]
-                within = _variable_parts(text) if document in static else None
                 for kind, start, end, _, _ in kept(text, found_in(document, piece), piece):
-                    if within is None or any(s <= start and end <= e for s, e in within):
+                    if within is None or _inside(start, end, within):
                         scope.add(kind, text[start:end])
             return [document[piece.start : piece.end] for piece in pieces]
 
@@ -163,7 +173,7 @@ def scrub_calls(raw_calls: pd.DataFrame, analyzer: TextAnalyzer, config: ScrubCo
             for piece in pieces:
                 text = document[piece.start : piece.end]
                 found = found_in(document, piece)
-                within = _variable_parts(text) if document in static else None
+                within = variable_parts(document, piece)
                 if within != []:
                     found = known[conversation[call["call_id"]]].findings(text, found, identifiers=not piece.tool_name,
                                                                           within=within)
@@ -443,9 +453,8 @@ def _verified(clean: list[dict], config: ScrubConfig) -> tuple[list[dict], list[
     return passed, failed
 
 
-def _variable_parts(text: str) -> list[tuple[int, int]]:
-    """Where the agent's own text changes between calls: its dates and times."""
-    return [m.span() for m in _DATE_OR_TIME.finditer(text)]
+def _inside(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
+    return any(s <= start and end <= e for s, e in spans)
 
 
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
