@@ -25,19 +25,23 @@ import llguidance.torch
 import torch
 from transformers import LogitsProcessor, PreTrainedTokenizerBase
 
+from pipeline.copying import CopyRule
+
 
 # json.dumps' separators, which `finetune.prompts.target_text` writes training replies with
 FORMAT = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False, "lenient": True}
 
 
-def reply_schema(call: dict, kind: str) -> dict | None:
+def reply_schema(call: dict, kind: str, copying: CopyRule = CopyRule(), read: dict | None = None) -> dict | None:
     """The JSON schema a reply of `kind` (`tool`, `json` or `text`, `finetune.prompts.reply_kind`) to `call` must
-    follow; None for text. A tool call names one of the tools the call offers."""
+    follow; None for text. A tool call names one of the tools the call offers; an argument `copying` says the task's
+    replies copy is one of the words of `read`, the call as the model reads it (`pipeline.copying`)."""
     if kind == "json":
         return {"type": ["object", "array"]}
     if kind != "tool":
         return None
-    tools = [t["function"] for t in json.loads(call["tools"] or "[]") if isinstance(t.get("function"), dict)]
+    tools = [copying.narrowed(t["function"], read or call)
+             for t in json.loads(call["tools"] or "[]") if isinstance(t.get("function"), dict)]
     if not tools and "response_tool_calls" in call:  # a log that kept the call, not the offer: the logged tool's name
         tools = [{"name": c["name"]} for c in json.loads(call["response_tool_calls"])[:1]]
     one = {"anyOf": [_tool_call(tool) for tool in tools]} if tools else {"type": "object"}
@@ -105,6 +109,42 @@ class SchemaConstraint(LogitsProcessor):
             if matcher.is_stopped() or not matcher.consume_token(token):
                 break
             consumed.append(token)
+
+
+class ReplyGuide:
+    """One structured reply followed through its schema by a decoding loop of its own (`finetune.generate`): the
+    tokens it allows next, and those it forces, which need no choice by the model."""
+
+    def __init__(self, matcher: llguidance.LLMatcher, vocab_size: int):
+        self.matcher = matcher
+        self.bitmask = llguidance.torch.allocate_token_bitmask(1, vocab_size)
+
+    def allowed(self, logits: torch.Tensor) -> torch.Tensor:
+        """`logits` (one row) with every token that would leave the schema masked out, in place."""
+        llguidance.torch.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
+        llguidance.torch.apply_token_bitmask_inplace(logits, self.bitmask)
+        return logits
+
+    def take(self, token: int) -> list[int]:
+        """Feeds the model's `token`, then the tokens the schema forces after it: `token` and those."""
+        self.matcher.consume_token(token)
+        return [token, *self.forced()]
+
+    def forced(self) -> list[int]:
+        tokens = self.matcher.compute_ff_tokens()
+        self.matcher.consume_tokens(tokens)
+        return tokens
+
+    @property
+    def done(self) -> bool:
+        return self.matcher.is_stopped()
+
+
+def reply_guide(tokenizer: PreTrainedTokenizerBase, schema: dict | None) -> ReplyGuide | None:
+    """A guide for one reply under `schema`; None where there is none, or llguidance cannot compile it."""
+    guide = _guidance_tokenizer(tokenizer)
+    matcher = _matcher(guide, schema)
+    return ReplyGuide(matcher, guide.vocab_size) if matcher else None
 
 
 @cache

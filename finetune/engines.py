@@ -79,9 +79,9 @@ def load_engine(checkpoint: Path, adapter: Path | None, config: EngineConfig, ca
     engine serves it: transformers where CTranslate2 cannot."""
     folder = converted_model(checkpoint, adapter, config, cache)
     if folder is None:
-        return TransformersEngine(checkpoint, adapter, config.prompt_lookup)
-    return CTranslate2Engine(folder, config.threads,
-                             reference=lambda: TransformersEngine(checkpoint, adapter, config.prompt_lookup))
+        return TransformersEngine(checkpoint, adapter, config.prompt_lookup, config.forced_ahead)
+    return CTranslate2Engine(folder, config.threads, reference=lambda: TransformersEngine(
+        checkpoint, adapter, config.prompt_lookup, config.forced_ahead))
 
 
 def converted_model(checkpoint: Path, adapter: Path | None, config: EngineConfig, cache: Path) -> Path | None:
@@ -104,13 +104,15 @@ class TransformersEngine:
 
     name = "transformers"
 
-    def __init__(self, checkpoint: Path, adapter: Path | None = None, prompt_lookup: int = 0):
+    def __init__(self, checkpoint: Path, adapter: Path | None = None, prompt_lookup: int = 0, forced_ahead: bool = False):
         self.model = load_for_inference(checkpoint, adapter)
         self.tokenizer = load_tokenizer(checkpoint)
         self.prompt_lookup = prompt_lookup  # draft tokens per step for a prompt answered alone (`generate`)
+        self.forced_ahead = forced_ahead  # a structured reply answered alone: forced tokens read in the model's steps
 
     def generate(self, prompts: list[str], max_new_tokens: int, schemas: list[dict | None] | None = None) -> Generated:
-        return generate(self.model, self.tokenizer, prompts, max_new_tokens, schemas=schemas, prompt_lookup=self.prompt_lookup)
+        return generate(self.model, self.tokenizer, prompts, max_new_tokens, schemas=schemas,
+                        prompt_lookup=self.prompt_lookup, forced_ahead=self.forced_ahead)
 
 
 class CTranslate2Engine:

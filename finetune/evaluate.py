@@ -23,6 +23,7 @@ from transformers import PreTrainedTokenizerBase
 
 from finetune.adapters import input_rule, promoted_version, promotions, record_promotion, trained_from, versions
 from finetune.constrained import reply_schema
+from pipeline.copying import CopyRule
 from finetune.engines import Engine, EngineLoader, TransformersEngine
 from finetune.models import load_tokenizer
 from finetune.prompts import adapter_examples, last_input, prompt_text, reply_kind, target_text, token_count
@@ -57,13 +58,16 @@ def score_model(
     examples: Sequence[Sequence[dict]] | None = None,
     judge: Judge | None = None,
     logged: Sequence[dict] | None = None,
+    copying: CopyRule = CopyRule(),
 ) -> Scored:
     """Generate each call's reply (with its few-shot `examples`, if given), a structured one under its schema as the
     gateway serves it (`finetune.constrained`), and score it against the logged one. Where `calls` were prepared
     for an adapter, `logged` are the same calls as the agent sent them: the schema allows every tool the agent
-    offered, as in serving, not only the ones a pruned call still names."""
+    offered, as in serving, not only the ones a pruned call still names, and its `copying` arguments are words of
+    the prepared call."""
     prompts = [prompt_text(engine.tokenizer, call, examples[i] if examples else ()) for i, call in enumerate(calls)]
-    generated = engine.generate(prompts, max_new_tokens, [reply_schema(call, kind) for call in logged or calls])
+    schemas = [reply_schema(sent, kind, copying, read) for sent, read in zip(logged or calls, calls)]
+    generated = engine.generate(prompts, max_new_tokens, schemas)
     # a structured reply cut short would not parse: it is judged whole, and a model that cannot finish it in the
     # budget scores nothing
     references = [target_text(call) if kind in ("tool", "json") else _first_tokens(engine.tokenizer, target_text(call), max_new_tokens)
@@ -160,10 +164,12 @@ def evaluate_task(
     base_tokens = _mean_tokens(tokenizer, base_calls)
     rows = [
         evaluation_row(task_id, "zero_shot", candidate, 0,
-                       score_model(base, base_calls, kind, max_new_tokens, embed, judge=judge, logged=sample_calls),
+                       score_model(base, base_calls, kind, max_new_tokens, embed, judge=judge, logged=sample_calls,
+                                   copying=base_rule.copying),
                        prompt_tokens=base_tokens, input_rule=base_rule.describe()),
         evaluation_row(task_id, "few_shot", candidate, 0,
-                       score_model(base, base_calls, kind, max_new_tokens, embed, examples, judge, logged=sample_calls),
+                       score_model(base, base_calls, kind, max_new_tokens, embed, examples, judge, logged=sample_calls,
+                                   copying=base_rule.copying),
                        prompt_tokens=base_tokens, input_rule=base_rule.describe()),
     ]
     judged = {entry["version"] for entry in promotions(adapters_root, task_id)}
@@ -174,7 +180,8 @@ def evaluate_task(
         rule = input_rule(adapters_root, task_id, version)
         adapted = load(base_of_version, adapters_root / task_id / f"v{version}")
         logged, prepared = _fitting(adapted.tokenizer, sample_calls, rule, max_new_tokens, context_length)
-        scores[version] = score_model(adapted, prepared, kind, max_new_tokens, embed, judge=judge, logged=logged)
+        scores[version] = score_model(adapted, prepared, kind, max_new_tokens, embed, judge=judge, logged=logged,
+                                      copying=rule.copying)
         rows.append(evaluation_row(task_id, "adapter", made_from, version, scores[version], len(sample_calls) - len(prepared),
                                    _mean_tokens(adapted.tokenizer, prepared), rule.describe()))
     promotion = None
@@ -240,7 +247,8 @@ def cross_validate(
         with tempfile.TemporaryDirectory(prefix="fold-") as folder:
             train_adapter(checkpoint, learnt.examples, Path(folder), training)
             engine = TransformersEngine(checkpoint, Path(folder))
-            parts.append(score_model(engine, prepared, kind, max_new_tokens, embed, judge=judge, logged=logged))
+            parts.append(score_model(engine, prepared, kind, max_new_tokens, embed, judge=judge, logged=logged,
+                                     copying=rule.copying))
     if not parts:
         return Scored(pd.DataFrame({"score": []}), [], np.nan, np.nan)
     return Scored(

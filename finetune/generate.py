@@ -6,9 +6,10 @@ import time
 from dataclasses import dataclass
 
 import torch
-from transformers import LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import DynamicLayer
 
-from finetune.constrained import SchemaConstraint
+from finetune.constrained import ReplyGuide, SchemaConstraint, reply_guide
 
 # On 2 CPU cores a batch of 20 generated 1.9x the tokens per second of a batch of 8: a decoding step reads every
 # weight once for the whole batch. Reading the prompts gains nothing from it (compute-bound), and a batch's padding
@@ -37,7 +38,7 @@ class Generated:
 def generate(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int,
     batch_size: int = BATCH_SIZE, batch_tokens: int = BATCH_TOKENS, max_time: float | None = None,
-    schemas: list[dict | None] | None = None, prompt_lookup: int = 0,
+    schemas: list[dict | None] | None = None, prompt_lookup: int = 0, forced_ahead: bool = False,
 ) -> Generated:
     """Replies in the order of `prompts`; prompts of similar length share a batch, so little of it is padding.
     `max_time` (seconds) cuts a batch's generation short, as the gateway's latency budget does. A prompt with a JSON
@@ -46,25 +47,93 @@ def generate(
     A prompt answered alone (the gateway's one request, or one too long to share a batch) drafts up to
     `prompt_lookup` tokens at a time from its own text where its last tokens occur there before (transformers' prompt
     lookup decoding), and the model checks the draft in one step: a tool call copies ids, names and keys from the
-    conversation, so a step can bring several tokens. The model still chooses every token greedily."""
+    conversation, so a step can bring several tokens. The model still chooses every token greedily. With
+    `forced_ahead`, a structured reply answered alone is decoded by `_forced_ahead` instead."""
     tokenizer.padding_side = "left"
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids]
     texts: dict[int, str] = {}
     new_tokens = 0
     started = time.perf_counter()
     for batch in batches(lengths, max_new_tokens, batch_size, batch_tokens):
+        if forced_ahead and len(batch) == 1 and schemas and (guide := reply_guide(tokenizer, schemas[batch[0]])):
+            reply = _forced_ahead(model, tokenizer, prompts[batch[0]], guide, max_new_tokens, max_time)
+            new_tokens += len(reply)
+            texts[batch[0]] = tokenizer.decode(reply, skip_special_tokens=True).strip()
+            continue
         inputs = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         constraint = [schemas[i] for i in batch] if schemas else []
         processors = LogitsProcessorList(
             [SchemaConstraint(tokenizer, constraint, inputs["input_ids"].shape[1])] if any(constraint) else [])
         lookup = prompt_lookup if len(batch) == 1 and prompt_lookup else None  # transformers drafts for one row only
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                                max_time=max_time, logits_processor=processors, prompt_lookup_num_tokens=lookup)
+                                max_time=max_time, logits_processor=processors, prompt_lookup_num_tokens=lookup,
+                                cache=read_alone(model, inputs))
         replies = output[:, inputs["input_ids"].shape[1]:]
         new_tokens += int((replies != tokenizer.pad_token_id).sum())
         for i, reply in zip(batch, replies):
             texts[i] = tokenizer.decode(reply, skip_special_tokens=True).strip()
     return Generated([texts[i] for i in range(len(prompts))], time.perf_counter() - started, new_tokens)
+
+
+@torch.inference_mode()
+def _forced_ahead(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str, guide: ReplyGuide,
+                 max_new_tokens: int, max_time: float | None = None) -> list[int]:
+    """The greedy reply to one prompt under its schema, each model step fed the token the model chose and every token
+    the schema then forces (llguidance's fast-forward tokens), so the model steps only where there is a choice.
+
+    A tool call is mostly forced: with one tool offered, 21 of the 26 tokens of `{"name": "route_ticket",
+    "arguments": {"queue": "shipping", "priority": "high"}}` (the braces, the name, the keys, the rest of a value
+    once its first token settles it). A step that reads several tokens costs about what one costs on a CPU, where a
+    135M model's step is bound by its 30 layers' overheads, not arithmetic. The replies are those of masked greedy
+    decoding token by token (a test pins it): a forced token is the only one the mask would have left."""
+    started = time.perf_counter()
+    stops = {tokenizer.eos_token_id, *_as_list(model.generation_config.eos_token_id)} - {None}
+    cache = DynamicCache(config=model.config)
+    reply = guide.forced()
+    feed = tokenizer(prompt, add_special_tokens=False).input_ids + reply
+    while len(reply) < max_new_tokens and not guide.done:
+        logits = model(input_ids=torch.tensor([feed], device=model.device), past_key_values=cache, use_cache=True,
+                       logits_to_keep=1).logits[0, -1:].float()
+        token = int(guide.allowed(logits).argmax())
+        if token in stops:
+            break
+        feed = guide.take(token)
+        reply += feed
+        if max_time is not None and time.perf_counter() - started > max_time:
+            break
+    return reply[:max_new_tokens]
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def read_alone(model: PreTrainedModel, inputs) -> DynamicCache | None:
+    """The model state of every prompt of a padded batch but its last token, each prompt read on its own, gathered
+    left-padded into one cache that `generate` continues from; None where the batch has no padding, or the model's
+    cache is not plain full attention (Gemma-3's sliding window layers keep only their window).
+
+    A prompt read alone has no padding mask, so attention takes SDPA's causal fast path: reading is compute-bound on a
+    CPU and gains nothing from a batch, while the mask made it up to 1.75x slower. Decoding, which does gain from a
+    batch, still runs the rows together, masked as before; every row's positions are those it would have in the
+    padded batch."""
+    mask = inputs["attention_mask"].bool()
+    if len(mask) == 1 or bool(mask.all()) or int(mask.sum(1).min()) < 2:
+        return None
+    width = mask.shape[1] - 1
+    rows = []
+    for ids, keep in zip(inputs["input_ids"], mask):
+        cache = model(input_ids=ids[keep][None, :-1], use_cache=True, logits_to_keep=1).past_key_values
+        if not all(type(layer) is DynamicLayer for layer in cache.layers):
+            return None
+        rows.append([(layer.keys, layer.values) for layer in cache.layers])
+    return DynamicCache([tuple(torch.cat([_left_padded(row[layer][i], width) for row in rows]) for i in (0, 1))
+                         for layer in range(len(rows[0]))])
+
+
+def _left_padded(state: torch.Tensor, width: int) -> torch.Tensor:
+    """A (batch, heads, positions, dimension) key or value state with zeros before its positions, up to `width`."""
+    return torch.nn.functional.pad(state, (0, 0, width - state.shape[-2], 0))
 
 
 def batches(lengths: list[int], max_new_tokens: int, batch_size: int, batch_tokens: int) -> list[list[int]]:

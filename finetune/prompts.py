@@ -18,12 +18,13 @@ import json
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
 from pipeline.context import InputRule, fits
+from pipeline.copying import learn_copying
 from pipeline.pick import split_by_time
 from pipeline.pruning import learn_pruning
 from pipeline.settings import PickConfig
@@ -118,11 +119,13 @@ def renumbered(texts: list[str], rng: random.Random) -> list[str]:
 
 def task_training_set(tokenizer: PreTrainedTokenizerBase, calls: pd.DataFrame, window: int, pick: PickConfig,
                       max_tokens: int) -> tuple[InputRule, Examples, int]:
-    """(the adapter's input rule, its training examples, the calls held out) for a task: the rule's static text is
-    learnt on, and the examples made of, the calls before the held-out part, in the conversation `window` picked."""
+    """(the adapter's input rule, its training examples, the calls held out) for a task: the rule's static text and
+    copied arguments are learnt on, and the examples made of, the calls before the held-out part, in the conversation
+    `window` picked."""
     train, held_out = split_by_time(calls, pick.held_out_share)
     records = train.to_dict("records")
     rule = InputRule(learn_pruning(records, pick.prune_share), pick.context(window))
+    rule = replace(rule, copying=learn_copying([rule.prepare(c) for c in records], pick.copy_share))
     return rule, adapter_examples(tokenizer, records, rule, max_tokens), len(held_out)
 
 

@@ -89,7 +89,8 @@ def train_adapter(
     steps = config.steps(len(examples))
     warmup = min(5, steps // 10)
     lengths = [len(ids) for ids in tokenizer([e["prompt"] + e["completion"] for e in examples]).input_ids]
-    padding_free = padding_share(lengths, config.batch_size) > config.padding_free_share
+    one_at_a_time = float(np.median(lengths)) > config.unpadded_length
+    padding_free = not one_at_a_time and padding_share(lengths, config.batch_size) > config.padding_free_share
     set_seed(config.seed)  # the LoRA matrices are initialised here, before the trainer seeds anything
     model = get_peft_model(base, lora_config(config))
     # LoRA+: the B matrices learn `loraplus_ratio` times faster than the A matrices (peft's optimizer for it)
@@ -103,7 +104,8 @@ def train_adapter(
         args=SFTConfig(
             output_dir=str(output_dir / "trainer"),
             max_steps=steps,
-            per_device_train_batch_size=config.batch_size,
+            per_device_train_batch_size=1 if one_at_a_time else config.batch_size,
+            gradient_accumulation_steps=config.batch_size if one_at_a_time else 1,
             learning_rate=config.learning_rate,
             max_length=None if padding_free else config.max_length,  # adapter_examples already left longer calls out
             padding_free=padding_free,
@@ -133,7 +135,8 @@ def train_adapter(
         seconds=seconds,
         tokens=int(max((entry.get("num_tokens", 0) for entry in history), default=0)),
         peak_memory_mb=_peak_memory_mb(),
-        hyperparameters={**asdict(config), "step_limit": steps, "bf16": bf16_native(), "padding_free": padding_free},
+        hyperparameters={**asdict(config), "step_limit": steps, "bf16": bf16_native(), "padding_free": padding_free,
+                         "one_at_a_time": one_at_a_time},
     )
 
 

@@ -68,6 +68,14 @@ class _Prompts:
             raise Unfit(f"{length} prompt tokens and {max_new_tokens} for the reply exceed the context of {task.context_length}")
         return prompt, length
 
+    def schema(self, task: TaskServing, call: dict) -> dict | None:
+        """The schema a structured reply follows, as in evaluation: its copied arguments are words of the call as
+        the adapter reads it."""
+        from finetune.constrained import reply_schema
+
+        rule = _rule(self.adapters_root, task.task_id, task.adapter_version)
+        return reply_schema(call, task.kind, rule.copying, rule.prepare(call))
+
 
 @cache
 def _rule(adapters_root: Path, task_id: str, version: int):
@@ -94,9 +102,7 @@ class LocalEngine:
     async def answer(self, task: TaskServing, call: dict, max_new_tokens: int, budget_s: float) -> Answer:
         started = time.monotonic()
         prompt, length = self.prompts.render(task, call, max_new_tokens)
-        from finetune.constrained import reply_schema
-
-        schema = reply_schema(call, task.kind)  # a structured reply follows its schema, as in evaluation
+        schema = self.prompts.schema(task, call)
         job = self._worker.submit(self._generate, task, prompt, max_new_tokens, started + budget_s, schema)
         text, new_tokens = await asyncio.wrap_future(job)
         if time.monotonic() - started >= budget_s:

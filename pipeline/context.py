@@ -18,6 +18,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+from pipeline.copying import CopyRule
 from pipeline.pruning import NO_PRUNING, Pruning
 
 
@@ -51,24 +52,28 @@ class ContextPolicy:
 
 @dataclass(frozen=True)
 class InputRule:
-    """Everything between a logged call and an adapter's input, stored with the adapter."""
+    """Everything between a logged call and an adapter's input, and the arguments its reply copies from that input
+    (`pipeline.copying`), stored with the adapter."""
 
     pruning: Pruning = NO_PRUNING
     context: ContextPolicy = ContextPolicy()
+    copying: CopyRule = CopyRule()
 
     def prepare(self, call: dict) -> dict:
         return self.context.apply(self.pruning.apply(call))
 
     def describe(self) -> str:
         window = f"last {self.context.window} messages" if self.context.window else "whole conversation"
-        return f"{self.pruning.describe()}; {window}"
+        copied = f"; copies {self.copying.describe()} from its input" if self.copying.arguments else ""
+        return f"{self.pruning.describe()}; {window}{copied}"
 
     def to_dict(self) -> dict:
-        return {"pruning": self.pruning.to_dict(), "context": asdict(self.context)}
+        return {"pruning": self.pruning.to_dict(), "context": asdict(self.context), "copying": self.copying.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> InputRule:
-        return cls(Pruning.from_dict(data["pruning"]), ContextPolicy(**data["context"]))
+        copying = CopyRule.from_dict(data["copying"]) if "copying" in data else CopyRule()  # adapters trained before it
+        return cls(Pruning.from_dict(data["pruning"]), ContextPolicy(**data["context"]), copying)
 
 
 def fits(prompt_tokens: int, reply_tokens: int, context_length: int) -> bool:

@@ -9,6 +9,7 @@ from finetune.generate import Generated
 from finetune.models import load_tokenizer
 from finetune.prompts import prompt_text
 from pipeline.context import InputRule
+from pipeline.copying import learn_copying
 from pipeline.pruning import learn_pruning
 from pipeline.settings import EngineConfig
 
@@ -30,6 +31,28 @@ def test_a_tool_calls_schema_takes_only_an_offered_tool_with_its_arguments():
     assert not conforms('{"name": "get_user_details", "arguments": {}}', schema)  # a required argument missing
     assert not conforms('{"name": "get_user_details", "arguments": {"user_id": "x"}}{"name"', schema)  # broken off
     assert reply_schema(lookup("x"), "text") is None and conforms("anything", None)
+
+
+def test_a_copied_argument_is_one_of_the_calls_own_words_of_the_shape_its_values_had():
+    rule = learn_copying([lookup(f"USER{i:04d}") for i in range(10)], share=0.9)
+    call = {**lookup("USER0042"), "messages": json.dumps([
+        {"role": "user", "content": "My user id is USER0042, not USER9999; my name is Ann."}])}
+
+    schema = reply_schema(call, "tool", rule, call)
+
+    assert rule.describe() == "get_user_details.user_id"
+    assert conforms('{"name": "get_user_details", "arguments": {"user_id": "USER0042"}}', schema)
+    assert conforms('{"name": "get_user_details", "arguments": {"user_id": "USER9999"}}', schema)
+    assert not conforms('{"name": "get_user_details", "arguments": {"user_id": "USER0043"}}', schema)  # not in the call
+    assert not conforms('{"name": "get_user_details", "arguments": {"user_id": "Ann"}}', schema)  # not an id's shape
+
+
+def test_an_argument_the_replies_do_not_find_in_their_input_stays_free():
+    guessed = [{**lookup(f"USER{i:04d}"), "messages": json.dumps([{"role": "user", "content": "Who am I?"}])}
+               for i in range(10)]
+
+    assert learn_copying(guessed, share=0.9).arguments == ()
+    assert learn_copying([lookup(f"USER{i:04d}") for i in range(4)], share=0.9).arguments == ()  # too few to tell
 
 
 def test_an_adapter_is_scored_under_the_schema_of_every_tool_the_agent_offered_not_only_the_one_it_called(tiny_checkpoint):

@@ -17,8 +17,10 @@ from trl import SFTTrainer
 from finetune.adapters import input_rule, registry, train_task_adapter
 from finetune.evaluate import cross_validate, evaluate_task
 from finetune.candidates import Candidate, load_candidates
+from finetune.constrained import reply_schema
 from finetune.engines import TransformersEngine
-from finetune.generate import batches, generate
+import finetune.generate
+from finetune.generate import batches, generate, read_alone
 from finetune.models import load_base, load_tokenizer
 from finetune.pick import pick_candidate
 from finetune.prompts import adapter_examples, chat_messages, prompt_text, renumbered, target_text
@@ -146,6 +148,40 @@ def test_generation_batches_prompts_of_like_length_within_a_token_bound():
     assert batches([10, 500], max_new_tokens=0, batch_size=8, batch_tokens=100) == [[0], [1]]  # too long: alone
 
 
+def test_a_padded_batch_whose_prompts_are_read_alone_replies_as_each_prompt_answered_alone(tiny_checkpoint, monkeypatch):
+    model, tokenizer = load_base(tiny_checkpoint)
+    prompts = [prompt_text(tokenizer, call(i, queue=QUEUES[i % 3])).replace("about", "about" + " more" * (5 * i)) for i in range(4)]
+    reads = []
+    monkeypatch.setattr(finetune.generate, "read_alone", lambda model, inputs: reads.append(
+        cache := read_alone(model, inputs)) or cache)
+
+    alone = [generate(model, tokenizer, [p], max_new_tokens=12).texts[0] for p in prompts]
+    together = generate(model, tokenizer, prompts, max_new_tokens=12).texts
+
+    assert together == alone
+    assert reads[:4] == [None] * 4 and reads[4] is not None  # one prompt is never padded; the batch was read alone
+
+
+def test_a_structured_reply_answered_alone_steps_the_model_only_where_the_schema_leaves_a_choice(tiny_checkpoint):
+    model, tokenizer = load_base(tiny_checkpoint)
+    tool = {"type": "function", "function": {"name": "route_ticket", "parameters": {
+        "type": "object", "properties": {"queue": {"enum": QUEUES}, "priority": {"enum": ["low", "high"]}},
+        "required": ["queue", "priority"], "additionalProperties": False}}}
+    calls = [{**call(i, queue="billing"), "tools": json.dumps([tool])} for i in range(4)]
+    prompts, schemas = [prompt_text(tokenizer, c) for c in calls], [reply_schema(c, "tool") for c in calls]
+    steps = []
+    model.register_forward_hook(lambda module, args, kwargs, output: steps.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+
+    token_by_token = generate(model, tokenizer, prompts, 40, schemas=schemas).texts  # a batch: masked, a token a step
+    steps.clear()
+    forced = [generate(model, tokenizer, [p], 40, schemas=[s], forced_ahead=True).texts[0] for p, s in zip(prompts, schemas)]
+
+    assert forced == token_by_token
+    assert all(json.loads(reply)["name"] == "route_ticket" for reply in forced)
+    replies = sum(len(tokenizer(r, add_special_tokens=False).input_ids) for r in forced)
+    assert len(steps) - len(prompts) < replies / 2  # model steps after each prompt's reading: under half the tokens
+
+
 def test_training_steps_follow_the_data_within_bounds():
     config = TrainConfig(batch_size=4, epochs=2, min_steps=20, max_steps=60)
     assert (config.steps(10), config.steps(100), config.steps(1000)) == (20, 50, 60)
@@ -181,6 +217,35 @@ def test_packed_batches_train_as_padded_ones_do(tiny_checkpoint, tmp_path):
     assert (padded.hyperparameters["padding_free"], packed.hyperparameters["padding_free"]) == (False, True)
     assert packed.tokens == padded.tokens  # the same tokens read, none of them padding
     assert packed.loss_curve == pytest.approx(padded.loss_curve, rel=0.02)  # no example attends to another
+
+
+class GradientNorms(TrainerCallback):
+    def __init__(self):
+        self.norms = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "grad_norm" in logs:
+            self.norms.append(float(logs["grad_norm"]))
+
+
+def test_long_examples_train_one_at_a_time_with_the_same_updates_as_a_padded_batch(tiny_checkpoint, tmp_path):
+    _, tokenizer = load_base(tiny_checkpoint)
+    calls = [call(i, queue=QUEUES[i % 3]) for i in range(8)]
+    for c in calls[::2]:
+        c["messages"] = c["messages"].replace("about", "about" + " and more" * 60)  # lengths that pad
+    examples = adapter_examples(tokenizer, calls, InputRule(), 2048).examples
+    config = TrainConfig(min_steps=2, max_steps=2, padding_free_share=1.0)
+
+    padded = train_adapter(tiny_checkpoint, examples, tmp_path / "padded", replace(config, unpadded_length=10_000),
+                           callbacks=[padded_norms := GradientNorms()])
+    alone = train_adapter(tiny_checkpoint, examples, tmp_path / "alone", replace(config, unpadded_length=10),
+                          callbacks=[alone_norms := GradientNorms()])
+
+    assert (padded.hyperparameters["one_at_a_time"], alone.hyperparameters["one_at_a_time"]) == (False, True)
+    assert alone.steps == padded.steps == 2 and alone.tokens == padded.tokens
+    assert alone.loss_curve == pytest.approx(padded.loss_curve, rel=0.02)
+    # Adam hides a gradient scaled by the accumulation count; its norm does not
+    assert alone_norms.norms == pytest.approx(padded_norms.norms, rel=0.02)
 
 
 class LMHeadRows(TrainerCallback):

@@ -3,6 +3,7 @@
 import json
 
 from pipeline.context import ContextPolicy, InputRule, choose_window, fits, window_coverage
+from pipeline.copying import learn_copying
 from pipeline.pruning import learn_pruning
 
 POLICY = ["You are the airline's agent.", "Never book a basic economy change.", "Always confirm before cancelling."]
@@ -54,10 +55,13 @@ def test_a_line_in_too_few_calls_is_not_static():
 
 
 def test_the_input_rule_round_trips_through_json():
-    rule = InputRule(learn_pruning([call(i) for i in range(10)]), ContextPolicy(window=4, list_items=3))
+    calls = [call(i) for i in range(10)]
+    rule = InputRule(learn_pruning(calls), ContextPolicy(window=4, list_items=3), learn_copying(calls, 0.9))
 
     assert InputRule.from_dict(json.loads(json.dumps(rule.to_dict()))) == rule
-    assert "last 4 messages" in rule.describe()
+    assert rule.describe().endswith("last 4 messages; copies get_reservation.reservation_id from its input")
+    older = {key: value for key, value in rule.to_dict().items() if key != "copying"}  # an adapter trained before copying
+    assert InputRule.from_dict(older).copying.arguments == ()
 
 
 def long_conversation() -> list[dict]:
