@@ -1,12 +1,14 @@
-"""Batched generation by prompt length: seconds per reply with the batch bound `finetune.generate` uses
-(`BATCH_TOKENS`) beside the bound it replaced (32,768 padded tokens a batch), in one run, on SmolLM2-135M.
+"""Batched generation by prompt length: seconds per reply as `finetune.generate` runs it (each padded batch's prompts
+read alone, then decoded together) beside the two paths it replaced (read in the padded batch, under the batch
+bound `BATCH_TOKENS` and under the 32,768 padded tokens of before), in one run, on SmolLM2-135M.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/batching.py [--repeats 3]
 
 Prompts of about 300, 1,000, 2,000 and 4,500 tokens (a real agent's logged prompt is 4-7k), replies of 30 and 128
-tokens (greedy, so every run generates the same tokens). A long batch reads its prompts under a padding mask, which
-on a CPU costs more than batching saves: prefill is compute-bound, so only decoding gains from sharing a batch.
-Medians of `--repeats` runs, since torch's threads are noisy on 2 cores.
+tokens (greedy, so every run generates the same tokens). A batch read together reads its prompts under a padding
+mask, which on a CPU costs more than batching saves: prefill is compute-bound, so only decoding gains from sharing a
+batch. The speed-up is read alone against read in the batch, both under `BATCH_TOKENS`. Medians of `--repeats` runs,
+since torch's threads are noisy on 2 cores.
 """
 
 from __future__ import annotations
@@ -40,16 +42,16 @@ def main() -> None:
     words = (Path(__file__).resolve().parents[1] / "README.md").read_text().split()
     rng = random.Random(0)
     print(f"machine: {os.cpu_count()} cores; seconds per reply, median of {args.repeats}")
-    print(f"{'prompt tokens':>13} {'reply':>5} {'prompts':>7} {f'bound {BASELINE:,}':>14} {f'bound {BATCH_TOKENS:,}':>14} {'speed-up':>8}")
+    print(f"{'prompt tokens':>13} {'reply':>5} {'prompts':>7} {f'read in {BASELINE:,}':>15} {f'read in {BATCH_TOKENS:,}':>14} "
+          f"{'read alone':>11} {'speed-up':>8}")
     for size, count, reply in WORKLOADS:
         prompts = [" ".join(rng.choice(words) for _ in range(rng.randint(int(size * 0.85), int(size * 1.15)))) for _ in range(count)]
         tokens = statistics.median(len(ids) for ids in tokenizer(prompts).input_ids)
-        seconds = {}
-        for bound in (BASELINE, BATCH_TOKENS):
-            runs = [generate(model, tokenizer, prompts, reply, batch_tokens=bound).seconds_per_call for _ in range(args.repeats)]
-            seconds[bound] = statistics.median(runs)
-        print(f"{tokens:>13,.0f} {reply:>5} {count:>7} {seconds[BASELINE]:>13.2f}s {seconds[BATCH_TOKENS]:>13.2f}s "
-              f"{seconds[BASELINE] / seconds[BATCH_TOKENS]:>7.2f}×", flush=True)
+        seconds = [statistics.median(generate(model, tokenizer, prompts, reply, batch_tokens=bound, read_alone=alone).seconds_per_call
+                                     for _ in range(args.repeats))
+                   for bound, alone in ((BASELINE, False), (BATCH_TOKENS, False), (BATCH_TOKENS, True))]
+        print(f"{tokens:>13,.0f} {reply:>5} {count:>7} {seconds[0]:>14.2f}s {seconds[1]:>13.2f}s {seconds[2]:>10.2f}s "
+              f"{seconds[1] / seconds[2]:>7.2f}×", flush=True)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ def generate(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int,
     batch_size: int = BATCH_SIZE, batch_tokens: int = BATCH_TOKENS, max_time: float | None = None,
     schemas: list[dict | None] | None = None, prompt_lookup: int = 0, forced_ahead: bool = False,
+    read_alone: bool = True,
 ) -> Generated:
     """Replies in the order of `prompts`; prompts of similar length share a batch, so little of it is padding.
     `max_time` (seconds) cuts a batch's generation short, as the gateway's latency budget does. A prompt with a JSON
@@ -48,7 +49,8 @@ def generate(
     `prompt_lookup` tokens at a time from its own text where its last tokens occur there before (transformers' prompt
     lookup decoding), and the model checks the draft in one step: a tool call copies ids, names and keys from the
     conversation, so a step can bring several tokens. The model still chooses every token greedily. With
-    `forced_ahead`, a structured reply answered alone is decoded by `_forced_ahead` instead."""
+    `forced_ahead`, a structured reply answered alone is decoded by `_forced_ahead` instead. With `read_alone`, a
+    padded batch's prompts are read one by one before it decodes (`_read_alone`)."""
     tokenizer.padding_side = "left"
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids]
     texts: dict[int, str] = {}
@@ -67,7 +69,7 @@ def generate(
         lookup = prompt_lookup if len(batch) == 1 and prompt_lookup else None  # transformers drafts for one row only
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
                                 max_time=max_time, logits_processor=processors, prompt_lookup_num_tokens=lookup,
-                                cache=read_alone(model, inputs))
+                                cache=_read_alone(model, inputs) if read_alone else None)
         replies = output[:, inputs["input_ids"].shape[1]:]
         new_tokens += int((replies != tokenizer.pad_token_id).sum())
         for i, reply in zip(batch, replies):
@@ -108,7 +110,7 @@ def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def read_alone(model: PreTrainedModel, inputs) -> DynamicCache | None:
+def _read_alone(model: PreTrainedModel, inputs) -> DynamicCache | None:
     """The model state of every prompt of a padded batch but its last token, each prompt read on its own, gathered
     left-padded into one cache that `generate` continues from; None where the batch has no padding, or the model's
     cache is not plain full attention (Gemma-3's sliding window layers keep only their window).

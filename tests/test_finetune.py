@@ -19,8 +19,7 @@ from finetune.evaluate import cross_validate, evaluate_task
 from finetune.candidates import Candidate, load_candidates
 from finetune.constrained import reply_schema
 from finetune.engines import TransformersEngine
-import finetune.generate
-from finetune.generate import batches, generate, read_alone
+from finetune.generate import batches, generate
 from finetune.models import load_base, load_tokenizer
 from finetune.pick import pick_candidate
 from finetune.prompts import adapter_examples, chat_messages, prompt_text, renumbered, target_text
@@ -148,18 +147,19 @@ def test_generation_batches_prompts_of_like_length_within_a_token_bound():
     assert batches([10, 500], max_new_tokens=0, batch_size=8, batch_tokens=100) == [[0], [1]]  # too long: alone
 
 
-def test_a_padded_batch_whose_prompts_are_read_alone_replies_as_each_prompt_answered_alone(tiny_checkpoint, monkeypatch):
+def test_a_padded_batch_whose_prompts_are_read_alone_replies_as_each_prompt_answered_alone(tiny_checkpoint):
     model, tokenizer = load_base(tiny_checkpoint)
     prompts = [prompt_text(tokenizer, call(i, queue=QUEUES[i % 3])).replace("about", "about" + " more" * (5 * i)) for i in range(4)]
-    reads = []
-    monkeypatch.setattr(finetune.generate, "read_alone", lambda model, inputs: reads.append(
-        cache := read_alone(model, inputs)) or cache)
-
     alone = [generate(model, tokenizer, [p], max_new_tokens=12).texts[0] for p in prompts]
-    together = generate(model, tokenizer, prompts, max_new_tokens=12).texts
+    rows = []
+    model.register_forward_hook(lambda module, args, kwargs, output: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
 
-    assert together == alone
-    assert reads[:4] == [None] * 4 and reads[4] is not None  # one prompt is never padded; the batch was read alone
+    together = generate(model, tokenizer, prompts, max_new_tokens=12).texts
+    read, rows[:] = rows[:], []
+    padded = generate(model, tokenizer, prompts, max_new_tokens=12, read_alone=False).texts
+
+    assert together == alone == padded
+    assert read[:4] == [1] * 4 and rows[0] == 4  # each prompt read on its own, then decoded as a batch
 
 
 def test_a_structured_reply_answered_alone_steps_the_model_only_where_the_schema_leaves_a_choice(tiny_checkpoint):
