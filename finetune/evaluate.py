@@ -23,10 +23,10 @@ from transformers import PreTrainedTokenizerBase
 
 from finetune.adapters import input_rule, promoted_version, promotions, record_promotion, trained_from, versions
 from finetune.constrained import reply_schema
-from pipeline.copying import CopyRule
 from finetune.engines import Engine, EngineLoader, TransformersEngine
 from finetune.models import load_tokenizer
 from finetune.prompts import adapter_examples, last_input, prompt_text, reply_kind, target_text, token_count
+from pipeline.copying import CopyRule
 from pipeline.context import InputRule, fits
 from pipeline.decision import Decision, decide, promote
 from pipeline.judge import Judge
