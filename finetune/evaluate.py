@@ -26,8 +26,8 @@ from finetune.constrained import reply_schema
 from finetune.engines import Engine, EngineLoader, TransformersEngine
 from finetune.models import load_tokenizer
 from finetune.prompts import adapter_examples, last_input, prompt_text, reply_kind, target_text, token_count
-from pipeline.copying import CopyRule
 from pipeline.context import InputRule, fits
+from pipeline.copying import CopyRule
 from pipeline.decision import Decision, decide, promote
 from pipeline.judge import Judge
 from pipeline.metrics import bootstrap_ci, score_replies
