@@ -100,7 +100,17 @@ def load_for_inference(checkpoint: Path, adapter: Path | None = None) -> PreTrai
     model = load_base(checkpoint)[0]
     if adapter is not None:
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    model.get_output_embeddings().register_forward_pre_hook(_rows_in_order)
     return model.to(serving_dtype())
+
+
+def _rows_in_order(head: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The LM head's input copied into plain row order. transformers hands the head the last position of each row,
+    a slice whose strides torch's matmul cannot fold into one matrix product where the weight needs no gradient
+    (as after `merge_and_unload`): it then copies the whole 49k x 576 head for a batched product, which made each
+    multi-token step of a merged SmolLM2 40 ms slower on 2 cores (65 ms instead of 24). Copying the slice is a few
+    hundred numbers."""
+    return (inputs[0].clone(memory_format=torch.contiguous_format), *inputs[1:])
 
 
 def bf16_native() -> bool:

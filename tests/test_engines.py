@@ -15,7 +15,7 @@ from finetune.adapters import record_promotion, train_task_adapter
 from finetune.engines import SHARED_PREFIX_STEP, load_engine
 from finetune.export import export_task, load_served
 from finetune.generate import generate
-from finetune.models import load_base
+from finetune.models import load_base, load_for_inference
 from finetune.prompts import adapter_examples, prompt_text
 from pipeline.context import InputRule
 from pipeline.pruning import learn_pruning
@@ -72,6 +72,18 @@ def test_one_request_at_a_time_reads_the_shared_start_once_and_gives_the_same_re
     assert one_by_one == batched
     assert shared[0] == 0 and shared[1] >= SHARED_PREFIX_STEP  # the first prompt alone cannot tell what is shared
     assert all(n % SHARED_PREFIX_STEP == 0 and n < len(fresh.tokenizer(p).input_ids) for n, p in zip(shared, prompts))
+
+
+def test_a_merged_adapter_projects_its_last_positions_as_one_matrix_product(tiny_checkpoint, trained):
+    # a merged model's head needs no gradient, and torch multiplies an unfoldable slice by a copy of the whole head
+    model = load_for_inference(tiny_checkpoint, trained[0] / "task-001" / "v1")
+    seen = []
+    model.get_output_embeddings().register_forward_pre_hook(lambda head, inputs: seen.append(inputs[0]))
+    with torch.inference_mode():
+        model(input_ids=torch.tensor([[5, 6, 7, 8]]), logits_to_keep=1)
+
+    assert not model.get_output_embeddings().weight.requires_grad
+    assert seen[0].shape[1] == 1 and seen[0].stride() == torch.empty(seen[0].shape).stride()
 
 
 def test_a_model_ctranslate2_cannot_convert_is_served_by_transformers(tiny_checkpoint, tmp_path, caplog):
