@@ -23,8 +23,10 @@ time to make a task's engine ready once its model is converted (conversion, once
 Agreement is the share of replies identical to the reference's (transformers, the adapter merged, bf16 where the
 CPU has it, one token per step), and the difference of the mean held-out score over the same replies.
 `transformers+lookup`: the same, with a prompt answered alone drafting tokens from its own text
-(`engine.prompt_lookup`); `transformers+forced`, the default engine as the pipeline and the gateway run it: that, and
-a structured reply answered alone fed the tokens its schema forces in the model's steps (`engine.forced_ahead`).
+(`engine.prompt_lookup`); `transformers+forced`: that, and a structured reply answered alone fed the tokens its schema
+forces in the model's steps (`engine.forced_ahead`); `transformers+shared`, the default engine as the pipeline and the
+gateway run it: that, and the start that the prompts read so far shared read once, its model state kept
+(`engine.shared_start`).
 """
 
 from __future__ import annotations
@@ -277,6 +279,8 @@ def make_engine(name: str, checkpoint: Path, adapter: Path | None, work: Path, t
         return TransformersEngine(checkpoint, adapter, EngineConfig().prompt_lookup)
     if name == "transformers+forced":
         return TransformersEngine(checkpoint, adapter, EngineConfig().prompt_lookup, forced_ahead=True)
+    if name == "transformers+shared":
+        return TransformersEngine(checkpoint, adapter, EngineConfig().prompt_lookup, forced_ahead=True, shared_start=True)
     if name == "ctranslate2":
         return CTranslate2Engine(ctranslate2_model(checkpoint, adapter, "int8", work / "engines"), threads)
     if name == "ctranslate2-float32":  # what int8 costs: CTranslate2 has no bf16 on a CPU
@@ -288,7 +292,7 @@ def make_engine(name: str, checkpoint: Path, adapter: Path | None, work: Path, t
     raise ValueError(name)
 
 
-ENGINES = [BASELINE, "transformers+lookup", "transformers+forced", "ctranslate2", "ctranslate2-float32", "llama.cpp", "onnxruntime-genai"]
+ENGINES = [BASELINE, "transformers+lookup", "transformers+forced", "transformers+shared", "ctranslate2", "ctranslate2-float32", "llama.cpp", "onnxruntime-genai"]
 
 
 # --- one engine's run, in its own process ---------------------------------------------------------------------

@@ -46,7 +46,7 @@ from peft import PeftModel
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 from finetune.constrained import conforms
-from finetune.generate import BATCH_SIZE, BATCH_TOKENS, Generated, batches, generate
+from finetune.generate import BATCH_SIZE, BATCH_TOKENS, Generated, SharedStart, batches, generate
 from finetune.models import base_model_sha256, file_sha256, load_base, load_for_inference, load_tokenizer
 from pipeline.settings import EngineConfig
 
@@ -79,9 +79,9 @@ def load_engine(checkpoint: Path, adapter: Path | None, config: EngineConfig, ca
     engine serves it: transformers where CTranslate2 cannot."""
     folder = converted_model(checkpoint, adapter, config, cache)
     if folder is None:
-        return TransformersEngine(checkpoint, adapter, config.prompt_lookup, config.forced_ahead)
+        return TransformersEngine(checkpoint, adapter, config.prompt_lookup, config.forced_ahead, config.shared_start)
     return CTranslate2Engine(folder, config.threads, reference=lambda: TransformersEngine(
-        checkpoint, adapter, config.prompt_lookup, config.forced_ahead))
+        checkpoint, adapter, config.prompt_lookup, config.forced_ahead, config.shared_start))
 
 
 def converted_model(checkpoint: Path, adapter: Path | None, config: EngineConfig, cache: Path) -> Path | None:
@@ -104,15 +104,17 @@ class TransformersEngine:
 
     name = "transformers"
 
-    def __init__(self, checkpoint: Path, adapter: Path | None = None, prompt_lookup: int = 0, forced_ahead: bool = False):
+    def __init__(self, checkpoint: Path, adapter: Path | None = None, prompt_lookup: int = 0, forced_ahead: bool = False,
+                 shared_start: bool = False):
         self.model = load_for_inference(checkpoint, adapter)
         self.tokenizer = load_tokenizer(checkpoint)
         self.prompt_lookup = prompt_lookup  # draft tokens per step for a prompt answered alone (`generate`)
         self.forced_ahead = forced_ahead  # a structured reply answered alone: forced tokens read in the model's steps
+        self.shared = SharedStart() if shared_start else None  # the prompts' shared start and its state, read once
 
     def generate(self, prompts: list[str], max_new_tokens: int, schemas: list[dict | None] | None = None) -> Generated:
         return generate(self.model, self.tokenizer, prompts, max_new_tokens, schemas=schemas,
-                        prompt_lookup=self.prompt_lookup, forced_ahead=self.forced_ahead)
+                        prompt_lookup=self.prompt_lookup, forced_ahead=self.forced_ahead, shared=self.shared)
 
 
 class CTranslate2Engine:
@@ -134,7 +136,7 @@ class CTranslate2Engine:
         self.tokenizer = load_tokenizer(folder)
         stop = GenerationConfig.from_pretrained(folder).eos_token_id
         self.end_tokens = sorted({*(stop if isinstance(stop, list) else [stop]), self.tokenizer.eos_token_id} - {None})
-        self._seen: list[str] | None = None  # the tokens every prompt read so far began with
+        self._start = SharedStart()  # the tokens every prompt read so far began with
         self.shared_tokens = 0  # how many of the last prompts' tokens were the cached static prompt
 
     def generate(self, prompts: list[str], max_new_tokens: int, schemas: list[dict | None] | None = None) -> Generated:
@@ -172,22 +174,9 @@ class CTranslate2Engine:
         return Generated(texts, time.perf_counter() - started, sum(len(r) for r in replies.values()))
 
     def _shared_prefix(self, prompts: list[list[str]]) -> list[str]:
-        """The static prompt for `prompts`: the whole steps of tokens that they and every earlier prompt began with,
-        each prompt keeping a token of its own. Empty until two prompts have been read, so that one prompt's own
-        text is never cached as if it were the task's."""
-        first_alone = self._seen is None and len(prompts) == 1
-        seen = prompts[0] if self._seen is None else self._seen
-        for prompt in prompts:
-            seen = seen[:_common_length(seen, prompt)]
-        self._seen = seen
-        if first_alone:
-            return []
-        usable = min(len(seen), min(len(p) for p in prompts) - 1)
-        return seen[:usable // SHARED_PREFIX_STEP * SHARED_PREFIX_STEP]
-
-
-def _common_length(a: list[str], b: list[str]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        """The static prompt for `prompts`: the whole steps of tokens that they and every earlier prompt began with
+        (`SharedStart`)."""
+        return prompts[0][:self._start.length(prompts) // SHARED_PREFIX_STEP * SHARED_PREFIX_STEP]
 
 
 def ctranslate2_model(checkpoint: Path, adapter: Path | None, compute_type: str, cache: Path) -> Path:

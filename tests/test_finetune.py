@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from peft import PeftModel
 from transformers import TrainerCallback
 from trl import SFTTrainer
@@ -19,7 +20,7 @@ from finetune.evaluate import cross_validate, evaluate_task
 from finetune.candidates import Candidate, load_candidates
 from finetune.constrained import reply_schema
 from finetune.engines import TransformersEngine
-from finetune.generate import batches, generate
+from finetune.generate import SharedStart, batches, generate
 from finetune.models import load_base, load_tokenizer
 from finetune.pick import pick_candidate
 from finetune.prompts import adapter_examples, chat_messages, prompt_text, renumbered, target_text
@@ -30,6 +31,29 @@ from finetune.train import padding_share, stop_reason, train_adapter
 from pipeline.pick import Profile, choose, could_win, split_by_time, unfit_reason
 from pipeline.settings import DecisionConfig, PickConfig, TrainConfig
 from pipeline.warehouse import SCHEMAS
+
+def test_a_sliding_window_model_reads_its_prompts_alone_and_replies_as_in_a_padded_batch(tiny_checkpoint):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    tokenizer = load_base(tiny_checkpoint)[1]
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(Gemma3TextConfig(  # Gemma-3's layout, its window shorter than every prompt
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, sliding_window=8, layer_types=["sliding_attention", "full_attention"],
+        pad_token_id=tokenizer.pad_token_id)).eval()
+    prompts = [prompt_text(tokenizer, call(i, queue=QUEUES[i % 3])).replace("about", "about" + " more" * (5 * i)) for i in range(4)]
+    alone = [generate(model, tokenizer, [p], max_new_tokens=12).texts[0] for p in prompts]
+    rows = []
+    model.register_forward_hook(lambda module, args, kwargs, output: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+
+    together = generate(model, tokenizer, prompts, max_new_tokens=12).texts
+    read, rows[:] = rows[:], []
+    padded = generate(model, tokenizer, prompts, max_new_tokens=12, read_alone=False).texts
+    shared = generate(model, tokenizer, prompts, max_new_tokens=12, shared=SharedStart()).texts
+
+    assert together == alone == padded == shared
+    assert read[:4] == [1] * 4 and rows[0] == 4
+
 
 ROUTE_TOOL = {"type": "function", "function": {"name": "route_ticket", "description": "Send a ticket to a queue.",
                                                "parameters": {"type": "object", "properties": {"queue": {"type": "string"}}}}}
@@ -162,12 +186,14 @@ def test_a_padded_batch_whose_prompts_are_read_alone_replies_as_each_prompt_answ
     assert read[:4] == [1] * 4 and rows[0] == 4  # each prompt read on its own, then decoded as a batch
 
 
+ROUTE_TOOL = {"type": "function", "function": {"name": "route_ticket", "parameters": {
+    "type": "object", "properties": {"queue": {"enum": QUEUES}, "priority": {"enum": ["low", "high"]}},
+    "required": ["queue", "priority"], "additionalProperties": False}}}
+
+
 def test_a_structured_reply_answered_alone_steps_the_model_only_where_the_schema_leaves_a_choice(tiny_checkpoint):
     model, tokenizer = load_base(tiny_checkpoint)
-    tool = {"type": "function", "function": {"name": "route_ticket", "parameters": {
-        "type": "object", "properties": {"queue": {"enum": QUEUES}, "priority": {"enum": ["low", "high"]}},
-        "required": ["queue", "priority"], "additionalProperties": False}}}
-    calls = [{**call(i, queue="billing"), "tools": json.dumps([tool])} for i in range(4)]
+    calls = [{**call(i, queue="billing"), "tools": json.dumps([ROUTE_TOOL])} for i in range(4)]
     prompts, schemas = [prompt_text(tokenizer, c) for c in calls], [reply_schema(c, "tool") for c in calls]
     steps = []
     model.register_forward_hook(lambda module, args, kwargs, output: steps.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
@@ -180,6 +206,33 @@ def test_a_structured_reply_answered_alone_steps_the_model_only_where_the_schema
     assert all(json.loads(reply)["name"] == "route_ticket" for reply in forced)
     replies = sum(len(tokenizer(r, add_special_tokens=False).input_ids) for r in forced)
     assert len(steps) - len(prompts) < replies / 2  # model steps after each prompt's reading: under half the tokens
+
+
+def test_the_start_the_prompts_share_is_read_once_and_each_reply_is_that_of_its_prompt_read_whole(tiny_checkpoint):
+    model, tokenizer = load_base(tiny_checkpoint)
+    policy = "".join(f"Rule {i}: route by the customer's own words.\n" for i in range(10))  # an agent's instructions
+    calls = [{**call(i, queue=QUEUES[i % 3]), "tools": json.dumps([ROUTE_TOOL]), "messages": json.dumps(
+        [{"role": "system", "content": policy}, *json.loads(call(i, queue=QUEUES[i % 3])["messages"])])} for i in range(5)]
+    prompts, schemas = [prompt_text(tokenizer, c) for c in calls], [reply_schema(c, "tool") for c in calls]
+    ids = tokenizer(prompts, add_special_tokens=False).input_ids
+    common = min(next(i for i, tokens in enumerate(zip(*ids)) if len(set(tokens)) > 1), *(len(i) - 1 for i in ids))
+    read = []
+    model.register_forward_hook(lambda module, args, kwargs, output: read.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    whole = [generate(model, tokenizer, [p], 40, schemas=[s], forced_ahead=True).texts[0] for p, s in zip(prompts, schemas)]
+    tokens_whole, read[:] = sum(read), []
+    texts_whole = [generate(model, tokenizer, [p], 12, prompt_lookup=4).texts[0] for p in prompts]
+    batch_whole = generate(model, tokenizer, prompts, 12).texts
+
+    shared, read[:] = SharedStart(), []
+    one_by_one = [generate(model, tokenizer, [p], 40, schemas=[s], forced_ahead=True, shared=shared).texts[0]
+                  for p, s in zip(prompts, schemas)]
+    tokens_shared = sum(read)
+    texts, texts_shared = SharedStart(), []
+    texts_shared = [generate(model, tokenizer, [p], 12, prompt_lookup=4, shared=texts).texts[0] for p in prompts]
+
+    assert one_by_one == whole and texts_shared == texts_whole
+    assert generate(model, tokenizer, prompts, 12, shared=SharedStart()).texts == batch_whole
+    assert common > 100 and tokens_shared <= tokens_whole - (len(prompts) - 2) * common  # the first two read it all
 
 
 def test_training_steps_follow_the_data_within_bounds():
