@@ -32,29 +32,6 @@ from pipeline.pick import Profile, choose, could_win, split_by_time, unfit_reaso
 from pipeline.settings import DecisionConfig, PickConfig, TrainConfig
 from pipeline.warehouse import SCHEMAS
 
-def test_a_sliding_window_model_reads_its_prompts_alone_and_replies_as_in_a_padded_batch(tiny_checkpoint):
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    tokenizer = load_base(tiny_checkpoint)[1]
-    torch.manual_seed(0)
-    model = Gemma3ForCausalLM(Gemma3TextConfig(  # Gemma-3's layout, its window shorter than every prompt
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=16, sliding_window=8, layer_types=["sliding_attention", "full_attention"],
-        pad_token_id=tokenizer.pad_token_id)).eval()
-    prompts = [prompt_text(tokenizer, call(i, queue=QUEUES[i % 3])).replace("about", "about" + " more" * (5 * i)) for i in range(4)]
-    alone = [generate(model, tokenizer, [p], max_new_tokens=12).texts[0] for p in prompts]
-    rows = []
-    model.register_forward_hook(lambda module, args, kwargs, output: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
-
-    together = generate(model, tokenizer, prompts, max_new_tokens=12).texts
-    read, rows[:] = rows[:], []
-    padded = generate(model, tokenizer, prompts, max_new_tokens=12, read_alone=False).texts
-    shared = generate(model, tokenizer, prompts, max_new_tokens=12, shared=SharedStart()).texts
-
-    assert together == alone == padded == shared
-    assert read[:4] == [1] * 4 and rows[0] == 4
-
-
 ROUTE_TOOL = {"type": "function", "function": {"name": "route_ticket", "description": "Send a ticket to a queue.",
                                                "parameters": {"type": "object", "properties": {"queue": {"type": "string"}}}}}
 QUEUES = ["billing", "shipping", "returns"]
@@ -171,8 +148,21 @@ def test_generation_batches_prompts_of_like_length_within_a_token_bound():
     assert batches([10, 500], max_new_tokens=0, batch_size=8, batch_tokens=100) == [[0], [1]]  # too long: alone
 
 
-def test_a_padded_batch_whose_prompts_are_read_alone_replies_as_each_prompt_answered_alone(tiny_checkpoint):
+def tiny_gemma3(tokenizer):
+    """Gemma-3's layout, randomly initialized, its sliding window shorter than every prompt of the tests."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    return Gemma3ForCausalLM(Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, sliding_window=8, layer_types=["sliding_attention", "full_attention"],
+        pad_token_id=tokenizer.pad_token_id)).eval()
+
+
+@pytest.mark.parametrize("layout", ["llama", "gemma3"])
+def test_a_padded_batch_whose_prompts_are_read_alone_replies_as_each_prompt_answered_alone(tiny_checkpoint, layout):
     model, tokenizer = load_base(tiny_checkpoint)
+    model = tiny_gemma3(tokenizer) if layout == "gemma3" else model
     prompts = [prompt_text(tokenizer, call(i, queue=QUEUES[i % 3])).replace("about", "about" + " more" * (5 * i)) for i in range(4)]
     alone = [generate(model, tokenizer, [p], max_new_tokens=12).texts[0] for p in prompts]
     rows = []
@@ -181,19 +171,20 @@ def test_a_padded_batch_whose_prompts_are_read_alone_replies_as_each_prompt_answ
     together = generate(model, tokenizer, prompts, max_new_tokens=12).texts
     read, rows[:] = rows[:], []
     padded = generate(model, tokenizer, prompts, max_new_tokens=12, read_alone=False).texts
+    shared = generate(model, tokenizer, prompts, max_new_tokens=12, shared=SharedStart()).texts
 
-    assert together == alone == padded
+    assert together == alone == padded == shared
     assert read[:4] == [1] * 4 and rows[0] == 4  # each prompt read on its own, then decoded as a batch
 
 
-ROUTE_TOOL = {"type": "function", "function": {"name": "route_ticket", "parameters": {
+PRIORITY_TOOL = {"type": "function", "function": {"name": "route_ticket", "parameters": {
     "type": "object", "properties": {"queue": {"enum": QUEUES}, "priority": {"enum": ["low", "high"]}},
     "required": ["queue", "priority"], "additionalProperties": False}}}
 
 
 def test_a_structured_reply_answered_alone_steps_the_model_only_where_the_schema_leaves_a_choice(tiny_checkpoint):
     model, tokenizer = load_base(tiny_checkpoint)
-    calls = [{**call(i, queue="billing"), "tools": json.dumps([ROUTE_TOOL])} for i in range(4)]
+    calls = [{**call(i, queue="billing"), "tools": json.dumps([PRIORITY_TOOL])} for i in range(4)]
     prompts, schemas = [prompt_text(tokenizer, c) for c in calls], [reply_schema(c, "tool") for c in calls]
     steps = []
     model.register_forward_hook(lambda module, args, kwargs, output: steps.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
@@ -211,7 +202,7 @@ def test_a_structured_reply_answered_alone_steps_the_model_only_where_the_schema
 def test_the_start_the_prompts_share_is_read_once_and_each_reply_is_that_of_its_prompt_read_whole(tiny_checkpoint):
     model, tokenizer = load_base(tiny_checkpoint)
     policy = "".join(f"Rule {i}: route by the customer's own words.\n" for i in range(10))  # an agent's instructions
-    calls = [{**call(i, queue=QUEUES[i % 3]), "tools": json.dumps([ROUTE_TOOL]), "messages": json.dumps(
+    calls = [{**call(i, queue=QUEUES[i % 3]), "tools": json.dumps([PRIORITY_TOOL]), "messages": json.dumps(
         [{"role": "system", "content": policy}, *json.loads(call(i, queue=QUEUES[i % 3])["messages"])])} for i in range(5)]
     prompts, schemas = [prompt_text(tokenizer, c) for c in calls], [reply_schema(c, "tool") for c in calls]
     ids = tokenizer(prompts, add_special_tokens=False).input_ids
