@@ -79,9 +79,9 @@ def load_engine(checkpoint: Path, adapter: Path | None, config: EngineConfig, ca
     engine serves it: transformers where CTranslate2 cannot."""
     folder = converted_model(checkpoint, adapter, config, cache)
     if folder is None:
-        return TransformersEngine(checkpoint, adapter, config.prompt_lookup, config.forced_ahead, config.shared_start)
-    return CTranslate2Engine(folder, config.threads, reference=lambda: TransformersEngine(
-        checkpoint, adapter, config.prompt_lookup, config.forced_ahead, config.shared_start))
+        return TransformersEngine.configured(checkpoint, adapter, config)
+    return CTranslate2Engine(folder, config.threads,
+                             reference=lambda: TransformersEngine.configured(checkpoint, adapter, config))
 
 
 def converted_model(checkpoint: Path, adapter: Path | None, config: EngineConfig, cache: Path) -> Path | None:
@@ -111,6 +111,11 @@ class TransformersEngine:
         self.prompt_lookup = prompt_lookup  # draft tokens per step for a prompt answered alone (`generate`)
         self.forced_ahead = forced_ahead  # a structured reply answered alone: forced tokens read in the model's steps
         self.shared = SharedStart() if shared_start else None  # the prompts' shared start and its state, read once
+
+    @classmethod
+    def configured(cls, checkpoint: Path, adapter: Path | None, config: EngineConfig) -> TransformersEngine:
+        """The engine with `config`'s ways of answering a prompt alone and of reading a shared start."""
+        return cls(checkpoint, adapter, config.prompt_lookup, config.forced_ahead, config.shared_start)
 
     def generate(self, prompts: list[str], max_new_tokens: int, schemas: list[dict | None] | None = None) -> Generated:
         return generate(self.model, self.tokenizer, prompts, max_new_tokens, schemas=schemas,

@@ -126,7 +126,5 @@ def load_served(folder: Path, threads: int = 0) -> Served:
     if manifest["engine"] == "ctranslate2":
         engine = CTranslate2Engine(folder / "model", threads)
     else:
-        config = EngineConfig()
-        engine = TransformersEngine(Path(manifest["base_checkpoint"]), folder / "adapter", config.prompt_lookup,
-                                    config.forced_ahead, config.shared_start)
+        engine = TransformersEngine.configured(Path(manifest["base_checkpoint"]), folder / "adapter", EngineConfig())
     return Served(engine, InputRule.from_dict(manifest["input"]), manifest)
